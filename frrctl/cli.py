@@ -1,0 +1,61 @@
+"""Command line entry point: `frrctl <command> ...`.
+
+Each command group lives in its own module exposing `register(subparsers)`;
+a handler returns an exit status. Errors derived from FrrctlError become one
+clear line on stderr and their exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from frrctl import __version__
+from frrctl.errors import FrrctlError
+
+# Modules that add subcommands; a missing optional module is skipped so that a
+# partial checkout still gives a working CLI.
+COMMAND_MODULES = (
+    "frrctl.commands.render",
+    "frrctl.commands.lab",
+    "frrctl.commands.host",
+    "frrctl.commands.daemon",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frrctl",
+        description="FRRouting controller for pure Layer-3 routed VMs: "
+        "fleet config rendering, host data plane, announcement daemon and lab.",
+    )
+    parser.add_argument("--version", action="version", version=f"frrctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FrrctlError as exc:
+        print(f"frrctl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Address pools: loose sets of host addresses with no subnet to waste.
+
+A pool entry is a single address (`192.0.2.7`), a prefix (`192.0.2.0/26`,
+every address usable, no network or broadcast reserved) or an inclusive range
+(`192.0.2.100-192.0.2.120`). IPv4 and IPv6 are kept apart. The same model
+serves the inventory (what may ever be announced), the FRR prefix-lists
+(`ge 32` / `ge 128` guards), the announcement policy and the allocator, so
+they all agree on what "in the pool" means.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, order=True)
+class PoolEntry:
+    """An inclusive range of addresses of one IP version."""
+
+    version: int
+    first: int
+    last: int
+    text: str
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        return address.version == self.version and self.first <= int(address) <= self.last
+
+    def overlaps(self, other: PoolEntry) -> bool:
+        return (
+            self.version == other.version
+            and self.first <= other.last
+            and other.first <= self.last
+        )
+
+    def prefixes(self) -> list[IPNetwork]:
+        """The smallest list of prefixes covering exactly this range."""
+        if self.version == 4:
+            lo: IPAddress = ipaddress.IPv4Address(self.first)
+            hi: IPAddress = ipaddress.IPv4Address(self.last)
+        else:
+            lo = ipaddress.IPv6Address(self.first)
+            hi = ipaddress.IPv6Address(self.last)
+        return list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+
+    def addresses(self) -> Iterator[IPAddress]:
+        cls = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
+        for value in range(self.first, self.last + 1):
+            yield cls(value)
+
+
+def parse_entry(text: str) -> PoolEntry:
+    """Parse one pool entry; raise ValueError with a message that names it."""
+    raw = str(text).strip()
+    try:
+        if "-" in raw:
+            lo_text, hi_text = (part.strip() for part in raw.split("-", 1))
+            lo = ipaddress.ip_address(lo_text)
+            hi = ipaddress.ip_address(hi_text)
+            if lo.version != hi.version:
+                raise ValueError(f"range {raw!r} mixes IPv4 and IPv6")
+            if int(hi) < int(lo):
+                raise ValueError(f"range {raw!r} ends before it starts")
+            return PoolEntry(lo.version, int(lo), int(hi), raw)
+        if "/" in raw:
+            net = ipaddress.ip_network(raw, strict=True)
+            return PoolEntry(
+                net.version, int(net.network_address), int(net.broadcast_address), raw
+            )
+        addr = ipaddress.ip_address(raw)
+        return PoolEntry(addr.version, int(addr), int(addr), raw)
+    except ValueError as exc:
+        if str(exc).startswith("range "):
+            raise
+        raise ValueError(f"{raw!r} is not an address, prefix or range ({exc})") from None
+
+
+def check_no_overlap(entries: Iterable[PoolEntry]) -> None:
+    """Raise ValueError naming the first two entries that overlap."""
+    ordered = sorted(entries)
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if before.overlaps(after):
+            raise ValueError(f"pool entries {before.text!r} and {after.text!r} overlap")
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The announceable address space of a fabric or host, per IP version."""
+
+    ipv4: tuple[PoolEntry, ...] = ()
+    ipv6: tuple[PoolEntry, ...] = ()
+
+    @classmethod
+    def parse(cls, ipv4: Iterable[str] = (), ipv6: Iterable[str] = ()) -> Pools:
+        v4 = tuple(sorted(parse_entry(t) for t in ipv4))
+        v6 = tuple(sorted(parse_entry(t) for t in ipv6))
+        for entry in v4:
+            if entry.version != 4:
+                raise ValueError(f"{entry.text!r} is IPv6 but listed under ipv4")
+        for entry in v6:
+            if entry.version != 6:
+                raise ValueError(f"{entry.text!r} is IPv4 but listed under ipv6")
+        check_no_overlap(v4)
+        check_no_overlap(v6)
+        return cls(v4, v6)
+
+    def entries(self, version: int) -> tuple[PoolEntry, ...]:
+        return self.ipv4 if version == 4 else self.ipv6
+
+    def __contains__(self, address: object) -> bool:
+        if isinstance(address, str):
+            try:
+                address = ipaddress.ip_address(address)
+            except ValueError:
+                return False
+        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        return any(address in entry for entry in self.entries(address.version))
+
+    def contains_host_route(self, prefix: IPNetwork) -> bool:
+        """True when `prefix` is a /32 or /128 whose address is in the pools."""
+        return prefix.prefixlen == prefix.max_prefixlen and prefix.network_address in self
+
+    def prefixes(self, version: int) -> list[IPNetwork]:
+        """Prefixes covering the pools exactly, sorted, for `ge 32`/`ge 128` lists."""
+        nets: list[IPNetwork] = []
+        for entry in self.entries(version):
+            nets.extend(entry.prefixes())
+        return sorted(nets, key=lambda n: (int(n.network_address), n.prefixlen))
+
+    def is_empty(self) -> bool:
+        return not self.ipv4 and not self.ipv6
