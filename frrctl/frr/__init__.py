@@ -1,0 +1,1 @@
+"""FRR drivers: one small interface, vtysh and northbound gRPC back ends."""
