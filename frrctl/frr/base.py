@@ -1,0 +1,121 @@
+"""The one small driver interface, NAPALM style: read, compare, apply, verify.
+
+A driver only ever reconciles against what it reads back from FRR: `read()`
+asks the daemon, `reconcile()` diffs the desired set against that answer,
+applies the difference as one batch and reads again to verify. Drivers keep
+no announcement state of their own between calls, so a restarted FRR or a
+restarted frrctl converges the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from frrctl.errors import FrrctlError
+from frrctl.policy import Announced, Plan, diff, prefix_key
+from frrctl.pools import IPNetwork
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DriverError(FrrctlError):
+    """FRR refused a change or answered something the driver cannot use."""
+
+
+class FrrUnavailable(DriverError):
+    """FRR could not be reached (socket gone, daemon restarting): worth retrying."""
+
+
+class VerifyError(DriverError):
+    """After applying a batch, FRR's read-back state still differs from the desired set."""
+
+    def __init__(self, message: str, plan: Plan) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a driver keeps retrying an unreachable FRR before it gives up."""
+
+    deadline: float = 10.0  # seconds for one operation, all attempts included
+    first_wait: float = 0.05
+    max_wait: float = 1.0
+
+    def call(self, what: str, func: Callable[[], T]) -> T:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(FrrUnavailable),
+            wait=tenacity.wait_exponential(multiplier=self.first_wait, max=self.max_wait),
+            stop=tenacity.stop_after_delay(self.deadline),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "%s: FRR unavailable (%s), attempt %d, retrying",
+                what,
+                state.outcome.exception() if state.outcome else "?",
+                state.attempt_number,
+            ),
+        )
+        return retrying(func)
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    plan: Plan  # what was applied (empty: FRR already matched)
+    announced: dict[IPNetwork, bool]  # read back from FRR after the batch
+    apply_seconds: float
+
+
+class AnnounceDriver(abc.ABC):
+    """Announces host prefixes through FRR; see the module docstring."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def read(self) -> dict[IPNetwork, bool]:
+        """What FRR announces now for frrctl: prefix -> graceful_shutdown."""
+
+    @abc.abstractmethod
+    def apply(self, plan: Plan) -> None:
+        """Apply one batch. Raise DriverError if any part of it failed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the driver may be used again afterwards."""
+
+    def compare(self, desired: Announced) -> Plan:
+        return diff(desired, self.read())
+
+    def reconcile(self, desired: Announced) -> ReconcileResult:
+        """Make FRR announce exactly `desired`; raise VerifyError if it does not."""
+        plan = diff(desired, self.read())
+        if not plan:
+            return ReconcileResult(plan, dict(desired), 0.0)
+        started = time.perf_counter()
+        self.apply(plan)
+        elapsed = time.perf_counter() - started
+        after = self.read()
+        left = diff(desired, after)
+        if left:
+            sample = ", ".join(
+                str(p) for p in sorted([*dict(left.announce), *left.withdraw], key=prefix_key)[:5]
+            )
+            raise VerifyError(
+                f"{self.name}: FRR state differs after applying {plan.summary()}: "
+                f"still {left.summary()} (e.g. {sample})",
+                left,
+            )
+        log.info("%s: applied %s in %.3f s", self.name, plan.summary(), elapsed)
+        return ReconcileResult(plan, after, elapsed)
+
+    def __enter__(self) -> AnnounceDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""A long-lived session to one FRR daemon's vty socket (what vtysh speaks).
+
+The protocol: each command is sent NUL-terminated; the daemon answers with
+the command's output followed by three NUL bytes and a one-byte status (0 =
+success). Commands may be pipelined: a whole batch goes out in one write and
+the answers come back in order, so a batch of 10,000 commands costs one
+round trip instead of a vtysh process per command (~25 ms each).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from frrctl.frr.base import DriverError, FrrUnavailable
+
+# lib/command.h
+CMD_SUCCESS = 0
+CMD_WARNING = 1
+CMD_ERR_NO_MATCH = 2
+CMD_WARNING_CONFIG_FAILED = 13
+_TERMINATOR = b"\0\0\0"
+
+
+@dataclass(frozen=True)
+class VtyReply:
+    command: str
+    status: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == CMD_SUCCESS
+
+
+class VtyClient:
+    """One daemon, one socket, reconnected on demand (e.g. after a daemon restart)."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+
+    @property
+    def daemon(self) -> str:
+        return self.path.stem
+
+    def _connect(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise FrrUnavailable(f"{self.daemon}: cannot connect to {self.path}: {exc}") from exc
+        sock.setblocking(False)
+        self._sock = sock
+        # vtysh sessions start in VIEW node; `enable` needs no password on this socket.
+        (reply,) = self._exchange(["enable"])
+        if not reply.ok:
+            self.close()
+            raise DriverError(f"{self.daemon}: 'enable' refused: {reply.output.strip()}")
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def run(self, commands: Sequence[str]) -> list[VtyReply]:
+        """Send `commands` as one pipelined batch; one reply per command, in order.
+
+        A broken connection raises FrrUnavailable and is dropped, so the next
+        call reconnects; the caller decides whether the batch may be resent.
+        """
+        self._connect()
+        return self._exchange(commands)
+
+    def _exchange(self, commands: Sequence[str]) -> list[VtyReply]:
+        sock = self._sock
+        assert sock is not None
+        for command in commands:
+            if "\0" in command or "\n" in command:
+                raise ValueError(f"vty command must be one line: {command!r}")
+        out = b"".join(c.encode() + b"\0" for c in commands)
+        replies: list[VtyReply] = []
+        buf = bytearray()
+        deadline = time.monotonic() + self.timeout
+        sel = selectors.DefaultSelector()
+        sel.register(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+        sent = 0
+        try:
+            while len(replies) < len(commands):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FrrUnavailable(
+                        f"{self.daemon}: no answer within {self.timeout} s "
+                        f"({len(replies)}/{len(commands)} commands answered)"
+                    )
+                for key, events in sel.select(remaining):
+                    if events & selectors.EVENT_WRITE:
+                        sent += sock.send(out[sent : sent + 262144])
+                        if sent == len(out):
+                            sel.modify(key.fileobj, selectors.EVENT_READ)
+                    if events & selectors.EVENT_READ:
+                        chunk = sock.recv(1 << 20)
+                        if not chunk:
+                            raise FrrUnavailable(f"{self.daemon}: connection closed by daemon")
+                        buf += chunk
+                        self._split(buf, commands, replies)
+        except OSError as exc:
+            self.close()
+            raise FrrUnavailable(f"{self.daemon}: {exc}") from exc
+        except FrrUnavailable:
+            # The stream is out of step with our commands: start afresh next time.
+            self.close()
+            raise
+        finally:
+            sel.close()
+        return replies
+
+    @staticmethod
+    def _split(buf: bytearray, commands: Sequence[str], replies: list[VtyReply]) -> None:
+        # Output text never contains NUL, so the first NUL starts a terminator.
+        while True:
+            end = buf.find(_TERMINATOR)
+            if end < 0 or len(buf) < end + 4:
+                return
+            status = buf[end + 3]
+            text = bytes(buf[:end]).decode(errors="replace")
+            replies.append(VtyReply(commands[len(replies)], status, text))
+            del buf[: end + 4]
