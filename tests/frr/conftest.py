@@ -60,7 +60,7 @@ def unique(tag: str) -> str:
     return f"fg4-{secrets.token_hex(3)}-{tag}"
 
 
-def host_bgpd_config(extra: str = "") -> str:
+def host_bgpd_config(extra: str = "", af_v4: str = "", af_v6: str = "") -> str:
     return f"""frr defaults datacenter
 hostname fg4-host
 bgp route-map delay-timer 1
@@ -74,9 +74,11 @@ router bgp {HOST_ASN}
  neighbor 2001:db8:ffff::1 timers connect 1
  address-family ipv4 unicast
   no neighbor 2001:db8:ffff::1 activate
+{af_v4}
  exit-address-family
  address-family ipv6 unicast
   neighbor 2001:db8:ffff::1 activate
+{af_v6}
  exit-address-family
 """
 
@@ -157,7 +159,7 @@ class Fabric:
 
 
 def make_fabric(
-    install: FrrInstall, bgpd_extra: tuple[str, ...] = (), config_extra: str = ""
+    install: FrrInstall, bgpd_args: tuple[str, ...] = (), bgpd_config: str = ""
 ) -> Iterator[Fabric]:
     tag = secrets.token_hex(3)
     host = FrrSandbox(f"fg4-{tag}-h", install)
@@ -195,7 +197,7 @@ def make_fabric(
         host.ns_exec(["ip", "link", "set", "cloudbr0", "up"])
         for sandbox in (host, upstream):
             sandbox.start("zebra", f"hostname {sandbox.name}\n")
-        host.start("bgpd", host_bgpd_config(config_extra), bgpd_extra)
+        host.start("bgpd", bgpd_config or host_bgpd_config(), bgpd_args)
         upstream.start("bgpd", UPSTREAM_BGPD)
         fabric = Fabric(host, upstream)
         fabric.wait_established()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,18 +11,20 @@ from frrctl.frr.base import DriverError, FrrUnavailable, RetryPolicy
 from frrctl.frr.vtysh import VtyshDriver
 from frrctl.policy import parse_prefix
 
-from .conftest import HOST_ASN, Fabric, needs_frr
+from .conftest import HOST_ASN, Fabric, host_bgpd_config, needs_frr
 
 pytestmark = [needs_frr, pytest.mark.lab]
 P = parse_prefix
 
 
 @pytest.fixture
-def driver(debian_fabric: Fabric) -> VtyshDriver:
+def driver(debian_fabric: Fabric) -> Iterator[VtyshDriver]:
     drv = VtyshDriver(debian_fabric.host.vtydir, HOST_ASN, retry=RetryPolicy(deadline=2))
-    yield drv  # type: ignore[misc]
-    drv.reconcile({})
-    drv.close()
+    try:
+        yield drv
+        drv.reconcile({})
+    finally:
+        drv.close()
 
 
 def test_announce_withdraw_and_read_back(debian_fabric: Fabric, driver: VtyshDriver) -> None:
@@ -101,8 +104,6 @@ def test_bgpd_restart_is_survived(debian_fabric: Fabric, driver: VtyshDriver) ->
     fab.host.kill("bgpd")
     with pytest.raises(FrrUnavailable):
         driver.read()  # retried for 2 s, then a clear error, not a crash
-    from .conftest import host_bgpd_config
-
     fab.host.start("bgpd", host_bgpd_config())
     assert driver.read() == {}  # a fresh bgpd has forgotten everything
     driver.reconcile({P("192.0.2.60/32"): False})  # and the driver re-announces
