@@ -1,0 +1,280 @@
+"""Fleet model -> per-host files (FRR config, daemons file, bridge config).
+
+`render_host` is pure: it returns {relative path: content} and is what the
+golden tests pin. Lines are written the way FRR prints them back (the order of
+`show running-config`, explicit `seq` numbers), so that `frr-reload.py --test`
+on a running FRR loaded from the file finds nothing to change.
+
+Policy written into every frr.conf:
+- route-map `only-cloud`: a kernel route is redistributed only when it is on
+  the bridge and inside the pools as a host route (IPv4 `ge 32`, IPv6 `ge 128`);
+- to every BGP uplink only the pool host routes (`cloud-pool-v4/v6 out`), from
+  every uplink only the default route (`default-only-v4/v6 in`);
+- zebra installs from BGP, OSPF and OSPFv3 only the default route
+  (`ip protocol ... route-map fib-default-only`), and OSPF hosts sit in their
+  own NSSA area: a hypervisor never carries the fabric's host routes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from frrctl.inventory import Fabric, Fleet, Host, Uplink
+from frrctl.pools import Pools
+
+ROUTE_MAP = "only-cloud"
+FIB_ROUTE_MAP = "fib-default-only"
+POOL_LIST = {4: "cloud-pool-v4", 6: "cloud-pool-v6"}
+DEFAULT_LIST = {4: "default-only-v4", 6: "default-only-v6"}
+_AFI = {4: "ipv4", 6: "ipv6"}
+_PL_KEYWORD = {4: "ip", 6: "ipv6"}
+
+
+def template_dir() -> Path:
+    """Templates ship inside the package; an editable checkout keeps them at the top."""
+    packaged = Path(__file__).parent / "templates"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir()),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+# -- pure pieces of the FRR config -------------------------------------------
+
+
+def prefix_list_lines(pools: Pools, version: int) -> list[str]:
+    """`cloud-pool-vN` (host routes inside the pools) and `default-only-vN`."""
+    kw, name, maxlen = _PL_KEYWORD[version], POOL_LIST[version], 32 if version == 4 else 128
+    lines = []
+    prefixes = pools.prefixes(version)
+    for seq, net in enumerate(prefixes, start=1):
+        ge = "" if net.prefixlen == maxlen else f" ge {maxlen}"
+        lines.append(f"{kw} prefix-list {name} seq {seq * 10} permit {net}{ge}")
+    if not prefixes:  # keep the list defined so that it denies, never permits, everything
+        lines.append(f"{kw} prefix-list {name} seq 5 deny any")
+    default = "0.0.0.0/0" if version == 4 else "::/0"
+    lines.append(f"{kw} prefix-list {DEFAULT_LIST[version]} seq 10 permit {default}")
+    return lines
+
+
+def route_map_lines(bridge: str) -> list[str]:
+    lines: list[str] = []
+    for seq, (version, match) in enumerate(((4, "ip"), (6, "ipv6")), start=1):
+        lines += [
+            f"route-map {ROUTE_MAP} permit {seq * 10}",
+            f" match interface {bridge}",
+            f" match {match} address prefix-list {POOL_LIST[version]}",
+            "exit",
+            "!",
+        ]
+    for seq, (version, match) in enumerate(((4, "ip"), (6, "ipv6")), start=1):
+        lines += [
+            f"route-map {FIB_ROUTE_MAP} permit {seq * 10}",
+            f" match {match} address prefix-list {DEFAULT_LIST[version]}",
+            "exit",
+            "!",
+        ]
+    return lines
+
+
+def fib_filter_lines(host: Host) -> list[str]:
+    """zebra installs only the default route from the routing protocols."""
+    lines = []
+    if host.runs_ospf:
+        lines += [f"ip protocol ospf route-map {FIB_ROUTE_MAP}", "!"]
+    if host.runs_ospf6:
+        lines += [f"ipv6 protocol ospf6 route-map {FIB_ROUTE_MAP}", "!"]
+    if host.runs_bgp:
+        lines += [f"ip protocol bgp route-map {FIB_ROUTE_MAP}", "!"]
+        lines += [f"ipv6 protocol bgp route-map {FIB_ROUTE_MAP}", "!"]
+    return lines
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    lines: list[str]
+
+
+def interface_sections(host: Host) -> list[Interface]:
+    """OSPF settings live on the interface (FRR prints them in this order)."""
+    out = []
+    for uplink in sorted(host.uplinks, key=lambda u: u.interface):
+        lines = []
+        if uplink.ospf:
+            lines.append(f"ip ospf area {uplink.ospf.area}")
+            if uplink.ospf.bfd or (uplink.ospf.bfd is None and uplink.has_bfd(host.bfd)):
+                lines.append("ip ospf bfd")
+            if uplink.ospf.cost is not None:
+                lines.append(f"ip ospf cost {uplink.ospf.cost}")
+            lines.append("ip ospf network point-to-point")
+        if uplink.ospf6:
+            lines.append(f"ipv6 ospf6 area {uplink.ospf6.area}")
+            if uplink.ospf6.bfd or (uplink.ospf6.bfd is None and uplink.has_bfd(host.bfd)):
+                lines.append("ipv6 ospf6 bfd")
+            if uplink.ospf6.cost is not None:
+                lines.append(f"ipv6 ospf6 cost {uplink.ospf6.cost}")
+            lines.append("ipv6 ospf6 network point-to-point")
+        if lines:
+            out.append(Interface(uplink.interface, lines))
+    return out
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    name: str  # address, or interface name when unnumbered
+    interface: str
+    unnumbered: bool
+    remote_as: int | str
+    bfd: bool
+    versions: frozenset[int]  # address families carried on this session
+
+    @property
+    def sort_key(self) -> tuple[int, int, int | str]:
+        # FRR lists interface peers first, then by address family and address.
+        if self.unnumbered:
+            return (0, 0, self.name)
+        addr = ipaddress.ip_address(self.name)
+        return (1, addr.version, int(addr))
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # ipv4 | ipv6
+    redistribute: bool
+    import_list: str
+    export_list: str
+    neighbors: list[tuple[Neighbor, bool]]  # (neighbor, active in this family)
+
+
+@dataclass(frozen=True)
+class Bgp:
+    asn: int
+    neighbors: list[Neighbor]
+    families: list[Family] = field(default_factory=list)
+
+
+def bgp_section(host: Host) -> Bgp | None:
+    if not host.runs_bgp:
+        return None
+    assert host.asn is not None
+    neighbors: list[Neighbor] = []
+    for uplink in host.uplinks:
+        if uplink.bgp is None:
+            continue
+        bfd = bool(uplink.bgp.bfd) if uplink.bgp.bfd is not None else uplink.has_bfd(host.bfd)
+        remote_as = host.remote_as_of(uplink)
+        if uplink.bgp.unnumbered:
+            neighbors.append(
+                Neighbor(uplink.interface, uplink.interface, True, remote_as, bfd,
+                         frozenset({4, 6}))
+            )
+        for address in uplink.bgp.neighbors:
+            version = ipaddress.ip_address(address).version
+            neighbors.append(
+                Neighbor(address, uplink.interface, False, remote_as, bfd, frozenset({version}))
+            )
+    neighbors.sort(key=lambda n: n.sort_key)
+    families = []
+    for version in (4, 6):
+        members = [(n, version in n.versions) for n in neighbors]
+        if not any(active for _, active in members):
+            continue
+        families.append(
+            Family(
+                name=_AFI[version],
+                redistribute=host.mode == "redistribute",
+                import_list=DEFAULT_LIST[version],
+                export_list=POOL_LIST[version],
+                neighbors=members,
+            )
+        )
+    return Bgp(host.asn, neighbors, families)
+
+
+def ospf_areas(host: Host, version: int) -> list[str]:
+    areas = {
+        (u.ospf if version == 2 else u.ospf6).area  # type: ignore[union-attr]
+        for u in host.uplinks
+        if (u.ospf if version == 2 else u.ospf6) is not None
+    }
+    return sorted(areas, key=lambda a: int(ipaddress.IPv4Address(a)))
+
+
+# -- other files -----------------------------------------------------------------
+
+DAEMONS = ("bgpd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd", "pimd", "pim6d", "ldpd",
+           "nhrpd", "eigrpd", "babeld", "sharpd", "pbrd", "bfdd", "fabricd", "vrrpd", "pathd")
+
+
+def enabled_daemons(host: Host) -> dict[str, bool]:
+    wanted = {
+        "bgpd": host.runs_bgp,
+        "ospfd": host.runs_ospf,
+        "ospf6d": host.runs_ospf6,
+        "bfdd": host.runs_bfd,
+    }
+    return {name: wanted.get(name, False) for name in DAEMONS}
+
+
+def _uplink_summary(uplink: Uplink) -> str:
+    parts = []
+    if uplink.bgp:
+        parts.append("bgp unnumbered" if uplink.bgp.unnumbered else
+                     "bgp " + ",".join(uplink.bgp.neighbors))
+    if uplink.ospf:
+        parts.append(f"ospf area {uplink.ospf.area}")
+    if uplink.ospf6:
+        parts.append(f"ospf6 area {uplink.ospf6.area}")
+    return f"{uplink.interface}: {'; '.join(parts)}"
+
+
+def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
+    """All files of one host: {path relative to DIR/<host>/: content}."""
+    env = _environment()
+    fabric: Fabric = fleet.fabric
+    pools = fleet.pools_of(host)
+    context: dict[str, Any] = {
+        "host": host,
+        "fabric": fabric,
+        "bridge": fabric.bridge,
+        "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
+        "route_maps": route_map_lines(fabric.bridge),
+        "fib_filter": fib_filter_lines(host),
+        "interfaces": interface_sections(host),
+        "bgp": bgp_section(host),
+        "ospf_areas": ospf_areas(host, 2),
+        "ospf6_areas": ospf_areas(host, 3),
+        "daemons": enabled_daemons(host),
+        "grpc_port": (host.controller.grpc_port
+                      if host.mode == "controller" and host.controller.driver == "grpc"
+                      else None),
+        "uplinks": [_uplink_summary(u) for u in host.uplinks],
+    }
+    files = {
+        "frr.conf": "frr.conf.j2",
+        "daemons": "daemons.j2",
+        f"ifupdown/{fabric.bridge}": "ifupdown-bridge.j2",
+        f"networkd/10-{fabric.bridge}.netdev": "networkd-bridge.netdev.j2",
+        f"networkd/10-{fabric.bridge}.network": "networkd-bridge.network.j2",
+    }
+    return {path: env.get_template(name).render(context) for path, name in files.items()}
+
+
+def render_fleet(fleet: Fleet, only: str | None = None) -> dict[str, dict[str, str]]:
+    """{hostname: files}, for every host or just `only` (InventoryError if unknown)."""
+    hosts = [fleet.host(only)] if only else list(fleet.hosts)
+    return {host.hostname: render_host(fleet, host) for host in hosts}
