@@ -371,9 +371,8 @@ def _merge_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise InventoryError("defaults: must be a mapping")
     unknown = sorted(set(defaults) - HOST_DEFAULT_KEYS)
     if unknown:
-        raise InventoryError(
-            f"defaults: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(HOST_DEFAULT_KEYS))})"
-        )
+        allowed = ", ".join(sorted(HOST_DEFAULT_KEYS))
+        raise InventoryError(f"defaults: unknown key {unknown[0]!r} (allowed: {allowed})")
     hosts = data.get("hosts")
     if not isinstance(hosts, list) or not hosts:
         raise InventoryError("hosts: must be a non-empty list")

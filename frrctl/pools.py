@@ -11,6 +11,7 @@ they all agree on what "in the pool" means.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ def parse_entry(text: str) -> PoolEntry:
 def check_no_overlap(entries: Iterable[PoolEntry]) -> None:
     """Raise ValueError naming the first two entries that overlap."""
     ordered = sorted(entries)
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in itertools.pairwise(ordered):
         if before.overlaps(after):
             raise ValueError(f"pool entries {before.text!r} and {after.text!r} overlap")
 
