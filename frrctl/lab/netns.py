@@ -1,0 +1,140 @@
+"""Thin side-effect layer of the lab: namespaces, links and daemons, via iproute2.
+
+Every call raises LabError with the failing command and its stderr, so that
+`lab up` can say what went wrong and clean up everything it made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from frrctl.errors import FrrctlError
+
+FRR_SBIN = Path("/usr/lib/frr")
+VTYSH = "vtysh"
+
+
+class LabError(FrrctlError):
+    """The lab could not be built or inspected."""
+
+
+def run(cmd: Sequence[str], check: bool = True, timeout: float = 60,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
+                                input=input)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"{' '.join(cmd)}: {exc}") from None
+    if check and result.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: {(result.stderr or result.stdout).strip()}")
+    return result
+
+
+def ns_run(ns: str, cmd: Sequence[str], check: bool = True,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return run(["ip", "netns", "exec", ns, *cmd], check=check, timeout=timeout)
+
+
+def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["ip", "-n", ns, *args], check=check)
+
+
+def ip_batch(ns: str, lines: Sequence[str]) -> None:
+    """Many iproute2 commands in one process (`ip -batch -`)."""
+    if lines:
+        run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n")
+
+
+def sysctl(ns: str, *settings: str) -> None:
+    ns_run(ns, ["sysctl", "-qw", *settings])
+
+
+def add_namespace(ns: str) -> None:
+    run(["ip", "netns", "add", ns])
+    ip(ns, "link", "set", "lo", "up")
+    # Forwarding on; no DAD (addresses usable at once); never learn routes from RAs.
+    sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+           "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0",
+           "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.all.accept_ra=0",
+           "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+
+
+def existing_namespaces() -> set[str]:
+    listed = run(["ip", "netns", "list"], check=False).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def delete_namespace(ns: str) -> None:
+    """Kill every process in `ns`, then delete it; a missing namespace is fine."""
+    if ns not in existing_namespaces():
+        return
+    for _ in range(3):
+        pids = [int(p) for p in run(["ip", "netns", "pids", ns], check=False).stdout.split()]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    run(["ip", "netns", "del", ns], check=False)
+
+
+def veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+    ip(ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b)
+
+
+def chown_frr(path: Path) -> None:
+    frr = pwd.getpwnam("frr")
+    os.chown(path, frr.pw_uid, frr.pw_gid)
+
+
+def start_frr_daemon(ns: str, hostname: str, daemon: str, workdir: Path,
+                     extra: Sequence[str] = ()) -> None:
+    """Start one FRR daemon in `ns` with its own UTS namespace (so `hostname` is right).
+
+    The daemons start empty; the config is loaded afterwards with `vtysh -f`,
+    the way `vtysh -b` applies an integrated frr.conf at boot.
+    """
+    vty = workdir / "vty"
+    empty = workdir / "empty.conf"
+    if not empty.exists():
+        empty.write_text("")
+    pidfile = vty / f"{daemon}.pid"
+    cmd = [
+        "ip", "netns", "exec", ns, "unshare", "--uts", "/bin/sh", "-c",
+        'hostname "$0" && exec "$@"', hostname,
+        str(FRR_SBIN / daemon), "-d", "-N", ns, "-f", str(empty), "-i", str(pidfile),
+        "--vty_socket", str(vty), "-z", str(vty / "zserv.api"), "-P", "0",
+        "--log", f"file:{workdir / daemon}.log", *extra,
+    ]  # fmt: skip
+    result = run(cmd, check=False)
+    if result.returncode != 0:
+        raise LabError(f"{ns}: {daemon} failed to start: {result.stderr.strip()}")
+    sock = vty / f"{daemon}.vty"
+    deadline = time.monotonic() + 15
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            raise LabError(f"{ns}: {daemon} did not open {sock}; see {workdir / daemon}.log")
+        time.sleep(0.02)
+
+
+def vtysh(ns: str, vty: Path, *commands: str, check: bool = True,
+          timeout: float = 30) -> str:
+    cmd = [VTYSH, "--vty_socket", str(vty)]
+    for command in commands:
+        cmd += ["-c", command]
+    return ns_run(ns, cmd, check=check, timeout=timeout).stdout
+
+
+def vtysh_load(ns: str, vty: Path, config: Path) -> None:
+    """Apply a whole frr.conf; vtysh names each line a daemon refused."""
+    result = ns_run(ns, [VTYSH, "--vty_socket", str(vty), "-f", str(config)], check=False)
+    if result.returncode != 0:
+        raise LabError(f"{ns}: loading {config} failed:\n{(result.stdout + result.stderr).strip()}")
