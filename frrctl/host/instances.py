@@ -1,0 +1,515 @@
+"""`frrctl instance plug|unplug|list`: per-VM host routes, neighbours and port guard.
+
+Plug, for every address of the VM, on the bridge:
+
+    neigh replace ADDR lladdr MAC nud permanent   (first: the route never
+    route add ADDR/32|128 proto boot scope link    points at an unresolved VM)
+
+all in one netlink batch; with `--port` also the port's bridge settings
+(isolated, no learning, no unknown-unicast flood, a static fdb entry for the
+VM MAC) and its nftables guard in one nft transaction. Everything is checked
+before anything changes; a failure midway undoes every change made so far.
+The record (SQLite, state dir) is committed last, under the write lock that
+serialises concurrent plugs. Re-plugging the same data changes nothing (it
+repairs what drifted); re-plugging with other data moves the instance to it.
+Unplug removes exactly what plug recorded (routes first, then neighbours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from frrctl.errors import FrrctlError, UsageError
+from frrctl.host.netlink import (
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTPROT_BOOT,
+    BatchError,
+    LinkInfo,
+    Netlink,
+    Op,
+)
+from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
+from frrctl.host.state import Instance, StateStore
+from frrctl.host.validate import eui64_link_local
+from frrctl.pools import IPAddress
+
+NTF_MASTER = 0x04
+PORT_FLAGS = {"isolated": 1, "learning": 0, "unicast_flood": 0}
+_BRPORT_ATTR = {
+    "isolated": "IFLA_BRPORT_ISOLATED",
+    "learning": "IFLA_BRPORT_LEARNING",
+    "unicast_flood": "IFLA_BRPORT_UNICAST_FLOOD",
+}
+
+
+@dataclass
+class PlugResult:
+    name: str
+    changed: bool
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    port: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "changed": self.changed,
+            "added": self.added,
+            "removed": self.removed,
+            "repaired": self.repaired,
+            "port": self.port,
+        }
+
+
+# -- pure planning -----------------------------------------------------------
+def plan_plug(
+    ifindex: int,
+    mac: str,
+    addresses: Sequence[IPAddress],
+    removed: Sequence[IPAddress],
+    routes: dict[IPAddress, bool],
+    neighs: dict[IPAddress, tuple[str | None, int] | None],
+) -> tuple[list[Op], list[str]]:
+    """Ops that bring the kernel to `addresses` (and drop `removed`), plus what they repair.
+
+    `routes[a]`: a correct host route on the bridge exists; `neighs[a]`: the
+    current neighbour entry (mac, state) on the bridge, or None.
+    """
+    ops: list[Op] = []
+    repaired: list[str] = []
+    for addr in removed:
+        ops.append(Op("route", "del", addr, ifindex))
+    for addr in removed:
+        ops.append(Op("neigh", "del", addr, ifindex))
+    for addr in addresses:
+        cur = neighs.get(addr)
+        if cur is None or cur[0] != mac or not cur[1] & NUD_PERMANENT:
+            ops.append(Op("neigh", "set", addr, ifindex, mac=mac))
+            if cur is not None:
+                repaired.append(f"neighbour {addr}")
+    for addr in addresses:
+        if not routes.get(addr):
+            ops.append(Op("route", "set", addr, ifindex))
+    return ops, repaired
+
+
+def inverse(op: Op, before_neigh: tuple[str | None, int] | None, route_before: bool) -> Op | None:
+    """The op that undoes `op`, given what was there before it."""
+    if op.kind == "route":
+        if op.action == "set":
+            return None if route_before else Op("route", "del", op.addr, op.ifindex)
+        return Op("route", "set", op.addr, op.ifindex) if route_before else None
+    if before_neigh is None:
+        return Op("neigh", "del", op.addr, op.ifindex) if op.action == "set" else None
+    mac, state = before_neigh
+    if mac is None:
+        return Op("neigh", "del", op.addr, op.ifindex)
+    return Op("neigh", "set", op.addr, op.ifindex, mac=mac, state=state or NUD_PERMANENT)
+
+
+# -- kernel side ---------------------------------------------------------------
+class Host:
+    """One command's view of the host: one netlink socket, the state, nft."""
+
+    def __init__(self, state_dir: Path, bridge: str, nft: Nft | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.bridge = bridge
+        self.nl = Netlink()
+        self.nft = nft or Nft()
+        self._store: StateStore | None = None
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = StateStore(self.state_dir)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        self.nl.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bridge_link(self) -> LinkInfo:
+        link = self.nl.link(self.bridge)
+        if link is None:
+            raise FrrctlError(
+                f"bridge {self.bridge} does not exist: run `frrctl host setup --bridge "
+                f"{self.bridge}` first"
+            )
+        if link.kind != "bridge":
+            raise FrrctlError(f"{self.bridge} is not a bridge ({link.kind or 'plain device'})")
+        return link
+
+    def _route_ok(self, addr: IPAddress, br: int, name: str, owned: bool) -> bool:
+        """True if the host route on the bridge exists; error on a foreign route."""
+        route = self.nl.fib_match(addr)
+        if route is None or route.dst.prefixlen != addr.max_prefixlen:
+            return False
+        if route.oif == br and route.gateway is None and route.table == 254:
+            return route.proto == RTPROT_BOOT or owned
+        plen = addr.max_prefixlen
+        via = f"via {route.gateway}" if route.gateway else f"ifindex {route.oif}"
+        raise FrrctlError(
+            f"{addr}/{plen} is already routed {via} (not by frrctl for {name}); "
+            "remove that route first"
+        )
+
+    def plug(
+        self,
+        name: str,
+        mac: str,
+        addresses: tuple[IPAddress, ...],
+        port: str | None = None,
+        link_locals: tuple[IPAddress, ...] | None = None,
+        any_link_local: bool = False,
+    ) -> PlugResult:
+        br = self.bridge_link()
+        port_link: LinkInfo | None = None
+        if port is not None:
+            if port == self.bridge:
+                raise UsageError("--port must be the VM's port, not the bridge itself")
+            port_link = self.nl.link(port)
+            if port_link is None:
+                raise FrrctlError(f"port {port} does not exist")
+            if port_link.master not in (None, br.index):
+                raise FrrctlError(f"port {port} is enslaved to another device")
+        lls = tuple(link_locals) if link_locals else (eui64_link_local(mac),)
+
+        store = self.store
+        with store.transaction():
+            old = store.get(name)
+            owners = {a: o for a, o in store.owners(addresses).items() if o != name}
+            if owners:
+                addr, owner = next(iter(sorted(owners.items(), key=lambda i: str(i[0]))))
+                raise FrrctlError(f"{addr} is already plugged for instance {owner}")
+            if port is not None:
+                holder = store.port_owner(self.bridge, port)
+                if holder not in (None, name):
+                    raise FrrctlError(f"port {port} is already used by instance {holder}")
+            if old is not None and old.bridge != self.bridge:
+                raise FrrctlError(
+                    f"instance {name} is plugged on bridge {old.bridge}: unplug it there first"
+                )
+            removed = tuple(a for a in (old.addresses if old else ()) if a not in addresses)
+            own_before = set(old.addresses) if old else set()
+
+            routes: dict[IPAddress, bool] = {}
+            neighs: dict[IPAddress, tuple[str | None, int] | None] = {}
+            for addr in (*addresses, *removed):
+                routes[addr] = self._route_ok(addr, br.index, name, addr in own_before)
+                n = self.nl.neigh_get(addr, br.index)
+                neighs[addr] = (n.mac, n.state) if n else None
+                if (
+                    n is not None
+                    and n.permanent
+                    and n.mac != mac
+                    and addr not in own_before
+                    and addr in addresses
+                ):
+                    raise FrrctlError(
+                        f"{addr} has a permanent neighbour entry with MAC {n.mac} on "
+                        f"{self.bridge} that frrctl did not record; remove it first"
+                    )
+            ops, repaired = plan_plug(br.index, mac, addresses, removed, routes, neighs)
+
+            new = Instance(name, self.bridge, mac, addresses, port)
+            port_ops = self._port_plan(new, old, port_link, br, lls, any_link_local)
+            if old is not None and old.same_data(new) and not ops and not port_ops["needed"]:
+                return PlugResult(name, changed=False, port=port)
+
+            undo: list[Op] = []
+            for op in ops:
+                inv = inverse(op, neighs.get(op.addr), routes.get(op.addr, False))
+                if inv is not None:
+                    undo.append(inv)
+            undo.reverse()
+            undo_port: list[Any] = []
+            try:
+                self.nl.apply(ops)
+                port_setup = self._port_apply(new, old, port_ops, undo_port)
+                inst = Instance(
+                    name, self.bridge, mac, addresses, port,
+                    port_setup=port_setup, plugged_at=time.time(),
+                )  # fmt: skip
+                store.put(inst)
+            except BaseException as exc:
+                self._rollback(undo, undo_port)
+                if isinstance(exc, BatchError):
+                    raise FrrctlError(f"plug {name} failed, nothing changed: {exc}") from None
+                if isinstance(exc, FrrctlError):
+                    raise FrrctlError(f"plug {name} failed, nothing changed: {exc}") from None
+                raise
+        plen = {4: 32, 6: 128}
+        added = [f"{a}/{plen[a.version]}" for a in addresses if a not in own_before]
+        gone = [f"{a}/{plen[a.version]}" for a in removed]
+        fixed = repaired + [
+            f"route {a}" for a in addresses if a in own_before and not routes.get(a)
+        ]
+        return PlugResult(name, True, added, gone, fixed + port_ops["repairs"], port)
+
+    # -- port: bridge settings, fdb, nft -----------------------------------------
+    def _brport(self, link: LinkInfo) -> dict[str, int | None]:
+        msg = self.nl.ipr.link("get", index=link.index)[0]
+        info = msg.get_attr("IFLA_LINKINFO")
+        data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+        return {k: (data.get_attr(a) if data else None) for k, a in _BRPORT_ATTR.items()}
+
+    def _fdb_ok(self, port_index: int, mac: str) -> bool:
+        for entry in self.nl.ipr.fdb("dump", ifindex=port_index):
+            if int(entry["ifindex"]) != port_index:
+                continue
+            lladdr = (entry.get_attr("NDA_LLADDR") or "").lower()
+            if lladdr == mac and entry["state"] & (NUD_NOARP | NUD_PERMANENT):
+                return True
+        return False
+
+    def _port_plan(
+        self,
+        new: Instance,
+        old: Instance | None,
+        port_link: LinkInfo | None,
+        br: LinkInfo,
+        lls: tuple[IPAddress, ...],
+        any_ll: bool,
+    ) -> dict[str, Any]:
+        plan: dict[str, Any] = {"needed": False, "repairs": []}
+        old_port = old.port if old else None
+        if old_port is not None and old_port != new.port:
+            plan["needed"] = True
+        if port_link is None or new.port is None:
+            return plan
+        rules = port_rules(new.mac, new.addresses, lls, any_ll)
+        digest = rules_hash(rules, new.port)
+        table = self.nft.port_table()
+        chain = chain_name(new.name)
+        plan.update(rules=rules, table=table, chain=chain, link=port_link,
+                    lls=[str(a) for a in lls], any_ll=any_ll)  # fmt: skip
+        nft_ok = (
+            table.chains.get(chain) == f"frrctl {digest}" and table.elements.get(new.port) == chain
+        )
+        enslave = port_link.master != br.index
+        flags = {} if enslave else self._brport(port_link)
+        flags_needed = {k: v for k, v in PORT_FLAGS.items() if flags.get(k) != v}
+        fdb_ok = not enslave and self._fdb_ok(port_link.index, new.mac)
+        plan.update(nft_ok=nft_ok, enslave=enslave, flags_needed=flags_needed,
+                    flags_before=flags, fdb_ok=fdb_ok, up=port_link.up)  # fmt: skip
+        mac_changed = old is not None and old.mac != new.mac and old.port == new.port
+        if not (nft_ok and not enslave and not flags_needed and fdb_ok and port_link.up):
+            plan["needed"] = True
+            if old is not None and old.same_data(new):
+                plan["repairs"].append(f"port {new.port}")
+        if mac_changed:
+            plan["needed"] = True
+        return plan
+
+    def _port_apply(
+        self, new: Instance, old: Instance | None, plan: dict[str, Any], undo: list[Any]
+    ) -> dict[str, object]:
+        ipr = self.nl.ipr
+        old_port = old.port if old else None
+        setup: dict[str, object] = dict(old.port_setup) if old and old.port == new.port else {}
+        if old is not None and old_port is not None and old_port != new.port:
+            self._port_release(old)  # the instance moved to another port
+        link: LinkInfo | None = plan.get("link")
+        if link is None or new.port is None:
+            return {}
+        br = self.bridge_link()
+        if plan["enslave"]:
+            ipr.link("set", index=link.index, master=br.index)
+            undo.append(("nomaster", link.index))
+            setup["enslaved"] = True
+        if plan["flags_needed"]:
+            before = {k: v for k, v in plan["flags_before"].items() if k in plan["flags_needed"]}
+            ipr.brport("set", index=link.index, **plan["flags_needed"])
+            if not plan["enslave"]:
+                undo.append(("brport", link.index, before))
+                saved = setup.get("flags_before")
+                prev = dict(saved) if isinstance(saved, dict) else {}
+                for k, v in before.items():
+                    prev.setdefault(k, v)
+                setup["flags_before"] = prev
+        if old is not None and old.port == new.port and old.mac != new.mac:
+            self._fdb_del(link.index, old.mac)
+        if not plan["fdb_ok"]:
+            ipr.fdb("replace", ifindex=link.index, lladdr=new.mac, state=NUD_NOARP,
+                    flags=NTF_MASTER)  # fmt: skip
+            undo.append(("fdb", link.index, new.mac))
+        if not link.up:
+            ipr.link("set", index=link.index, state="up")
+            setup["set_up"] = True
+        if not plan["nft_ok"]:
+            table = plan["table"]
+            old_elem = old_port if old_port and old_port != new.port else None
+            script = plug_script(
+                new.name, new.port, plan["rules"],
+                old_port=old_elem if old_elem in table.elements else None,
+                have_element=new.port in table.elements,
+            )  # fmt: skip
+            self.nft.run(script)
+        setup["link_locals"] = plan["lls"]
+        setup["any_link_local"] = plan["any_ll"]
+        return setup
+
+    def _fdb_del(self, port_index: int, mac: str) -> None:
+        try:
+            self.nl.ipr.fdb("del", ifindex=port_index, lladdr=mac, state=NUD_NOARP,
+                            flags=NTF_MASTER)  # fmt: skip
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
+                raise
+
+    def _port_release(self, inst: Instance) -> list[str]:
+        """Undo what plug did to the instance's port; a port that is gone is fine."""
+        done: list[str] = []
+        if inst.port is None:
+            return done
+        table = self.nft.port_table()
+        chain = chain_name(inst.name)
+        self.nft.run(
+            unplug_script(
+                inst.name,
+                inst.port,
+                have_element=table.elements.get(inst.port) == chain,
+                have_chain=chain in table.chains,
+            )
+        )
+        link = self.nl.link(inst.port)
+        br = self.nl.link(self.bridge)
+        if link is None or br is None or link.master != br.index:
+            return done
+        self._fdb_del(link.index, inst.mac)
+        setup = inst.port_setup
+        if setup.get("enslaved"):
+            self.nl.ipr.link("set", index=link.index, master=0)
+            done.append(f"port {inst.port} released from {self.bridge}")
+        else:
+            before = setup.get("flags_before")
+            restore: dict[str, object] = {}
+            if isinstance(before, dict):
+                restore = {k: v for k, v in before.items() if v is not None}
+            if restore:
+                self.nl.ipr.brport("set", index=link.index, **restore)
+        return done
+
+    def _rollback(self, undo: list[Op], undo_port: list[Any]) -> None:
+        ipr = self.nl.ipr
+        for item in reversed(undo_port):
+            try:
+                if item[0] == "nomaster":
+                    ipr.link("set", index=item[1], master=0)
+                elif item[0] == "brport":
+                    restore = {k: v for k, v in item[2].items() if v is not None}
+                    if restore:
+                        ipr.brport("set", index=item[1], **restore)
+                elif item[0] == "fdb":
+                    self._fdb_del(item[1], item[2])
+            except NetlinkError:
+                pass
+        with contextlib.suppress(BatchError):
+            self.nl.apply(undo, ignore_missing=True)
+
+    # -- unplug ----------------------------------------------------------------
+    def unplug(self, name: str) -> PlugResult:
+        store = self.store
+        with store.transaction():
+            inst = store.get(name)
+            if inst is None:
+                return PlugResult(name, changed=False)
+            br = self.nl.link(inst.bridge)
+            if br is not None:
+                ops: list[Op] = []
+                for addr in inst.addresses:
+                    route = self.nl.fib_match(addr)
+                    if (
+                        route is not None
+                        and route.dst.prefixlen == addr.max_prefixlen
+                        and route.oif == br.index
+                    ):
+                        ops.append(Op("route", "del", addr, br.index))
+                for addr in inst.addresses:
+                    neigh = self.nl.neigh_get(addr, br.index)
+                    if neigh is not None and neigh.mac == inst.mac:
+                        ops.append(Op("neigh", "del", addr, br.index))
+                try:
+                    self.nl.apply(ops, ignore_missing=True)
+                except BatchError as exc:
+                    raise FrrctlError(f"unplug {name} failed: {exc}") from None
+            self._port_release(inst)
+            store.delete(name)
+        plen = {4: 32, 6: 128}
+        return PlugResult(
+            name, True, removed=[f"{a}/{plen[a.version]}" for a in inst.addresses],
+            port=inst.port,
+        )  # fmt: skip
+
+    # -- list / drift ------------------------------------------------------------
+    def listing(self, counters: bool = False) -> dict[str, Any]:
+        insts = self.store.all(self.bridge)
+        br = self.nl.link(self.bridge)
+        routes = self.nl.host_routes(br.index) if br else {}
+        neighs = self.nl.neighbours(br.index) if br else {}
+        table = self.nft.port_table() if any(i.port for i in insts) else None
+        recorded: set[IPAddress] = set()
+        out = []
+        for inst in insts:
+            drift: list[dict[str, str]] = []
+            if br is None:
+                drift.append({"problem": "bridge missing", "bridge": self.bridge})
+            for addr in inst.addresses:
+                recorded.add(addr)
+                if br is None:
+                    continue
+                if addr not in routes:
+                    drift.append({"address": str(addr), "problem": "route missing"})
+                n = neighs.get(addr)
+                if n is None:
+                    drift.append({"address": str(addr), "problem": "neighbour missing"})
+                elif n.mac != inst.mac:
+                    drift.append({"address": str(addr), "problem": "neighbour has wrong MAC",
+                                  "mac": n.mac or "", "expected": inst.mac})  # fmt: skip
+                elif not n.permanent:
+                    drift.append({"address": str(addr), "problem": "neighbour not permanent"})
+            if inst.port and table is not None:
+                chain = chain_name(inst.name)
+                link = self.nl.link(inst.port)
+                if link is None:
+                    drift.append({"port": inst.port, "problem": "port missing"})
+                elif br is not None and link.master != br.index:
+                    drift.append({"port": inst.port, "problem": "port not on the bridge"})
+                if chain not in table.chains:
+                    drift.append({"port": inst.port, "problem": "nftables chain missing"})
+                elif table.elements.get(inst.port) != chain:
+                    drift.append({"port": inst.port, "problem": "nftables port map entry missing"})
+            entry: dict[str, Any] = inst.to_json()
+            entry["ok"] = not drift
+            entry["drift"] = drift
+            if counters and inst.port:
+                entry["drops"] = self.nft.counters(inst.name)
+            out.append(entry)
+        unmanaged = sorted(
+            (a for a, r in routes.items() if a not in recorded and r.proto == RTPROT_BOOT),
+            key=lambda a: (a.version, int(a)),
+        )
+        return {
+            "bridge": self.bridge,
+            "bridge_present": br is not None,
+            "instances": out,
+            "drift": sum(len(e["drift"]) for e in out),
+            "unrecorded_routes": [str(a) for a in unmanaged],
+        }
