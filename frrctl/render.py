@@ -6,8 +6,13 @@ golden tests pin. Lines are written the way FRR prints them back (the order of
 on a running FRR loaded from the file finds nothing to change.
 
 Policy written into every frr.conf:
-- route-map `only-cloud`: a kernel route is redistributed only when it is on
-  the bridge and inside the pools as a host route (IPv4 `ge 32`, IPv6 `ge 128`);
+- route-map `only-cloud` (IPv4; `only-cloud-v6` for IPv6): a kernel route is
+  redistributed only when it is on the bridge and inside the pools as a host
+  route (IPv4 `ge 32`, IPv6 `ge 128`). One route-map per address family, never
+  one with an entry per family: ospfd drops `match ipv6 ...` clauses it does
+  not know (and ospf6d `match ip ...`), so the other family's entry would be
+  left matching only the interface and let anything on the bridge through
+  (seen in the lab with FRR 8.4; tests/lab guards it);
 - to every BGP uplink only the pool host routes (`cloud-pool-v4/v6 out`), from
   every uplink only the default route (`default-only-v4/v6 in`);
 - zebra installs from BGP, OSPF and OSPFv3 only the default route
@@ -27,8 +32,8 @@ import jinja2
 from frrctl.inventory import Fabric, Fleet, Host, Uplink
 from frrctl.pools import Pools
 
-ROUTE_MAP = "only-cloud"
-FIB_ROUTE_MAP = "fib-default-only"
+ROUTE_MAP = {4: "only-cloud", 6: "only-cloud-v6"}
+FIB_ROUTE_MAP = {4: "fib-default-only", 6: "fib-default-only-v6"}
 POOL_LIST = {4: "cloud-pool-v4", 6: "cloud-pool-v6"}
 DEFAULT_LIST = {4: "default-only-v4", 6: "default-only-v6"}
 _AFI = {4: "ipv4", 6: "ipv6"}
@@ -72,17 +77,17 @@ def prefix_list_lines(pools: Pools, version: int) -> list[str]:
 
 def route_map_lines(bridge: str) -> list[str]:
     lines: list[str] = []
-    for seq, (version, match) in enumerate(((4, "ip"), (6, "ipv6")), start=1):
+    for version, match in ((4, "ip"), (6, "ipv6")):
         lines += [
-            f"route-map {ROUTE_MAP} permit {seq * 10}",
+            f"route-map {ROUTE_MAP[version]} permit 10",
             f" match interface {bridge}",
             f" match {match} address prefix-list {POOL_LIST[version]}",
             "exit",
             "!",
         ]
-    for seq, (version, match) in enumerate(((4, "ip"), (6, "ipv6")), start=1):
+    for version, match in ((4, "ip"), (6, "ipv6")):
         lines += [
-            f"route-map {FIB_ROUTE_MAP} permit {seq * 10}",
+            f"route-map {FIB_ROUTE_MAP[version]} permit 10",
             f" match {match} address prefix-list {DEFAULT_LIST[version]}",
             "exit",
             "!",
@@ -94,12 +99,12 @@ def fib_filter_lines(host: Host) -> list[str]:
     """zebra installs only the default route from the routing protocols."""
     lines = []
     if host.runs_ospf:
-        lines += [f"ip protocol ospf route-map {FIB_ROUTE_MAP}", "!"]
+        lines += [f"ip protocol ospf route-map {FIB_ROUTE_MAP[4]}", "!"]
     if host.runs_ospf6:
-        lines += [f"ipv6 protocol ospf6 route-map {FIB_ROUTE_MAP}", "!"]
+        lines += [f"ipv6 protocol ospf6 route-map {FIB_ROUTE_MAP[6]}", "!"]
     if host.runs_bgp:
-        lines += [f"ip protocol bgp route-map {FIB_ROUTE_MAP}", "!"]
-        lines += [f"ipv6 protocol bgp route-map {FIB_ROUTE_MAP}", "!"]
+        lines += [f"ip protocol bgp route-map {FIB_ROUTE_MAP[4]}", "!"]
+        lines += [f"ipv6 protocol bgp route-map {FIB_ROUTE_MAP[6]}", "!"]
     return lines
 
 
@@ -155,6 +160,7 @@ class Neighbor:
 class Family:
     name: str  # ipv4 | ipv6
     redistribute: bool
+    route_map: str
     import_list: str
     export_list: str
     neighbors: list[tuple[Neighbor, bool]]  # (neighbor, active in this family)
@@ -197,6 +203,7 @@ def bgp_section(host: Host) -> Bgp | None:
             Family(
                 name=_AFI[version],
                 redistribute=host.mode == "redistribute",
+                route_map=ROUTE_MAP[version],
                 import_list=DEFAULT_LIST[version],
                 export_list=POOL_LIST[version],
                 neighbors=members,
@@ -253,6 +260,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "bridge": fabric.bridge,
         "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
         "route_maps": route_map_lines(fabric.bridge),
+        "route_map": ROUTE_MAP,
         "fib_filter": fib_filter_lines(host),
         "interfaces": interface_sections(host),
         "bgp": bgp_section(host),

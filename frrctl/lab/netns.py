@@ -125,6 +125,41 @@ def start_frr_daemon(ns: str, hostname: str, daemon: str, workdir: Path,
         time.sleep(0.02)
 
 
+def as_host(ns: str, hostname: str, cmd: Sequence[str]) -> list[str]:
+    """`cmd` inside `ns` with its own UTS namespace named `hostname`.
+
+    FRR tools take the hostname from uname: vtysh and frr-reload.py must see
+    the host's name, as the daemons do, or they report a `hostname` change.
+    """
+    return ["ip", "netns", "exec", ns, "unshare", "--uts", "/bin/sh", "-c",
+            'hostname "$0" && exec "$@"', hostname, *cmd]
+
+
+FRR_RELOAD = "/usr/lib/frr/frr-reload.py"
+
+
+def frr_reload_test(ns: str, hostname: str, vty: Path, config: Path) -> list[str]:
+    """Lines `frr-reload.py --test` would change to make the running FRR equal `config`."""
+    result = run(as_host(ns, hostname, [FRR_RELOAD, "--test", "--stdout", "--vty_socket",
+                                        str(vty), str(config)]), check=False)
+    if result.returncode != 0:
+        raise LabError(f"{ns}: frr-reload.py --test failed: {result.stderr.strip()[-500:]}")
+    return parse_reload_test(result.stdout)
+
+
+def parse_reload_test(output: str) -> list[str]:
+    """The lines under 'Lines To Delete' / 'Lines To Add', prefixed '-' / '+'."""
+    changes, sign = [], ""
+    for line in output.splitlines():
+        if line.startswith("Lines To Delete"):
+            sign = "-"
+        elif line.startswith("Lines To Add"):
+            sign = "+"
+        elif sign and line.strip() and not set(line.strip()) <= {"="} and " INFO: " not in line:
+            changes.append(sign + line.strip())
+    return changes
+
+
 def vtysh(ns: str, vty: Path, *commands: str, check: bool = True,
           timeout: float = 30) -> str:
     cmd = [VTYSH, "--vty_socket", str(vty)]

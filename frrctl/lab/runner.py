@@ -105,6 +105,7 @@ def up(inventory: Path, state_dir: Path = DEFAULT_STATE_DIR, wait: float = 90) -
     prefix = "fl" + secrets.token_hex(3)
     lab = Lab(plan_lab(fleet, prefix), state_dir, inventory.resolve())
     state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o755)  # FRR (user frr) reads its config and sockets below it
     (state_dir / STATE_FILE).write_text(json.dumps({
         "prefix": prefix,
         "inventory": str(inventory.resolve()),
@@ -262,7 +263,7 @@ def _wait_converged(lab: Lab, timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        report = collect(lab, pings=False)
+        report = collect(lab, pings=False, reload_test=False)
         if control_plane_ok(report):
             return
         if time.monotonic() > deadline:

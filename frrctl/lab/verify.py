@@ -143,7 +143,7 @@ def _json(text: str) -> Any:
         return {}
 
 
-def collect(lab: Lab, pings: bool = True) -> Report:
+def collect(lab: Lab, pings: bool = True, reload_test: bool = True) -> Report:
     plan = lab.plan
     fleet = plan.fleet
     checks = []
@@ -172,6 +172,11 @@ def collect(lab: Lab, pings: bool = True) -> Report:
             got |= {f"{family[1]}:{d}" for d in learned_routes(_json(result.stdout) or [])}
         expected = {f"{v}:default" for v in host_versions(host)}
         checks.append(compare(f"{host.hostname}: learned kernel routes", expected, got))
+        if reload_test:
+            workdir = lab.nsdir(host.hostname)
+            changes = netns.frr_reload_test(ns, host.hostname, workdir / "vty",
+                                            workdir / "etc" / "frr.conf")
+            checks.append(compare(f"{host.hostname}: frr-reload --test changes", [], changes))
     if pings:
         checks.extend(ping_checks(lab))
     return Report(checks)

@@ -1,0 +1,167 @@
+"""The example fleet in namespaces with real FRR and a real ExaBGP peer.
+
+One lab serves the module (building it takes ~25 s). The guard tests add
+routes that must never be announced next to one that must, wait for the good
+one at the ExaBGP peer, and only then check that the bad ones never came: no
+timing assumption, the good route is the proof that the policy has run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from frrctl.lab import netns, runner
+from frrctl.lab.verify import collect, exabgp_prefixes
+from tests.conftest import ROOT, needs_lab
+
+pytestmark = [needs_lab, pytest.mark.lab, pytest.mark.slow]
+EXAMPLE = ROOT / "examples" / "fleet.yaml"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[runner.Lab]:
+    # Not under pytest's tmp_path: FRR runs as user frr and must reach its files.
+    state_dir = Path(f"/run/frrctl-lab-test-{secrets.token_hex(3)}")
+    try:
+        yield runner.up(EXAMPLE, state_dir, wait=90)
+    finally:
+        runner.down(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def held(lab: runner.Lab) -> set[str]:
+    return exabgp_prefixes(lab.record.read_text().splitlines())
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return bool(predicate())
+
+
+def frrctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "frrctl.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
+    result = frrctl("lab", "--state-dir", str(lab.state_dir), "verify", "--json")
+    report = json.loads(result.stdout)
+    failing = [c for c in report["checks"] if not c["ok"]]
+    assert result.returncode == 0 and report["ok"], failing
+    names = {c["name"] for c in report["checks"]}
+    assert {"exabgp peer: prefixes held", "upstream: OSPFv2 external routes",
+            "upstream: OSPFv3 external routes"} <= names
+    assert sum(n.startswith("ping ") for n in names) == 9  # every VM address, v4 and v6
+    exa = next(c for c in report["checks"] if c["name"] == "exabgp peer: prefixes held")
+    assert set(exa["got"]) == lab.plan.vm_addresses()
+
+
+def test_rendered_configs_are_a_fixed_point_of_frr(lab: runner.Lab) -> None:
+    for host in lab.plan.fleet.hosts:
+        workdir = lab.nsdir(host.hostname)
+        changes = netns.frr_reload_test(lab.plan.host_ns(host.hostname), host.hostname,
+                                        workdir / "vty", workdir / "etc" / "frr.conf")
+        assert changes == [], (host.hostname, changes)
+
+
+# (host, interface) -> routes that must never be announced, and one that must.
+GUARDS = {
+    "hv1": {
+        "bad": [("192.0.2.200/32", "cloudbr0"),       # outside the pools
+                ("203.0.113.0/24", "cloudbr0"),       # not a host route
+                ("192.0.2.11/32", "eth0"),            # inside the pools, wrong interface
+                ("2001:db8:999::1/128", "cloudbr0"),
+                ("2001:db8:100::/64", "cloudbr0"),
+                ("2001:db8:100::99/128", "eth0")],
+        "good": [("192.0.2.12/32", "cloudbr0"), ("2001:db8:100::12/128", "cloudbr0")],
+    },
+    "hv3": {  # OSPFv2/OSPFv3 host
+        "bad": [("192.0.2.201/32", "cloudbr0"), ("198.51.100.0/24", "cloudbr0"),
+                ("192.0.2.13/32", "eth0"), ("2001:db8:998::1/128", "cloudbr0"),
+                ("2001:db8:100::98/128", "eth0")],
+        "good": [("192.0.2.14/32", "cloudbr0"), ("2001:db8:100::14/128", "cloudbr0")],
+    },
+}
+
+
+def _routes(lab: runner.Lab, action: str) -> None:
+    for host, sets in GUARDS.items():
+        lines = [f"route {action} {p} dev {dev}" for p, dev in sets["bad"] + sets["good"]]
+        result = subprocess.run(["ip", "-n", lab.plan.host_ns(host), "-batch", "-"],
+                                input="\n".join(lines) + "\n", text=True, capture_output=True)
+        assert result.returncode == 0 or action == "del", result.stderr
+
+
+def test_guards_never_announce_what_policy_refuses(lab: runner.Lab) -> None:
+    good = {p for sets in GUARDS.values() for p, _ in sets["good"]}
+    bad = {p for sets in GUARDS.values() for p, _ in sets["bad"]}
+    try:
+        _routes(lab, "add")
+        assert wait_for(lambda: good <= held(lab)), "the control routes never arrived"
+        # The good routes went through the same policy run: the bad ones had their chance.
+        assert not bad & held(lab)
+        ospf = netns.vtysh(lab.plan.upstream_ns, lab.vty("upstream"),
+                           "show ip ospf route json", "show ipv6 ospf6 route json")
+        assert not any(f'"{p}"' in ospf for p in bad)
+        upstream_bgp = netns.vtysh(lab.plan.upstream_ns, lab.vty("upstream"),
+                                   "show bgp ipv4 unicast json", "show bgp ipv6 unicast json")
+        assert not any(f'"{p}"' in upstream_bgp for p in bad)
+    finally:
+        _routes(lab, "del")
+    assert wait_for(lambda: not good & held(lab)), "the control routes were not withdrawn"
+    assert held(lab) == lab.plan.vm_addresses()
+
+
+def test_upstream_extras_and_other_hosts_routes_never_reach_a_host(lab: runner.Lab) -> None:
+    up_ns, vty = lab.plan.upstream_ns, lab.vty("upstream")
+    sent = json.loads(netns.vtysh(up_ns, vty,
+                                  "show bgp ipv4 unicast neighbors 198.18.0.1 "
+                                  "advertised-routes json"))
+    advertised = set(sent.get("advertisedRoutes", {}))
+    # The upstream really offers hv1 more than a default: its extras, other hosts' VMs.
+    assert {"198.18.200.0/24", "192.0.2.20/32"} <= advertised
+    hv1_bgp = json.loads(netns.vtysh(lab.plan.host_ns("hv1"), lab.vty("hv1"),
+                                     "show bgp ipv4 unicast json"))
+    assert set(hv1_bgp.get("routes", {})) - {"192.0.2.10/32", "192.0.2.100/32"} == {"0.0.0.0/0"}
+    report = collect(lab, pings=False, reload_test=False)
+    for check in report.checks:
+        if check.name.endswith("learned kernel routes"):
+            assert check.ok, check
+
+
+def test_up_again_removes_leftovers_and_down_removes_everything(lab: runner.Lab) -> None:
+    """A second `up` on the same state dir (a crashed run) replaces the first one."""
+    old = set(lab.plan.namespaces())
+    new = runner.up(EXAMPLE, lab.state_dir, wait=90)
+    try:
+        present = netns.existing_namespaces()
+        assert not old & present
+        assert set(new.plan.namespaces()) <= present
+        assert collect(new, pings=False, reload_test=False).ok
+    finally:
+        removed = runner.down(lab.state_dir)
+    assert set(removed) == set(new.plan.namespaces())
+    assert not any(ns.startswith(new.plan.prefix) for ns in netns.existing_namespaces())
+    assert not new.workdir.exists() and not (lab.state_dir / runner.STATE_FILE).exists()
+    leftover = subprocess.run(["pgrep", "-f", new.plan.prefix], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
+
+
+def test_lab_down_without_lab_is_a_no_op(tmp_path: Path) -> None:
+    result = frrctl("lab", "--state-dir", str(tmp_path), "down")
+    assert result.returncode == 0 and "nothing to remove" in result.stdout
+    result = frrctl("lab", "--state-dir", str(tmp_path), "verify")
+    assert result.returncode == 1 and "no lab is up" in result.stderr

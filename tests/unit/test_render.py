@@ -1,0 +1,122 @@
+"""Rendering: golden files, determinism, FRR's own syntax check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from frrctl.cli import main
+from frrctl.frrcheck import check_config
+from frrctl.inventory import load_inventory
+from frrctl.pools import Pools
+from frrctl.render import prefix_list_lines, render_fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+CASES = {"example": ROOT / "examples" / "fleet.yaml", "edge": ROOT / "tests" / "data" / "edge-fleet.yaml"}
+UPDATE = os.environ.get("FRRCTL_UPDATE_GOLDEN") == "1"
+
+
+def golden_files(case: str) -> dict[str, str]:
+    base = GOLDEN / case
+    return {str(p.relative_to(base)): p.read_text() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str) -> None:
+    rendered = {
+        f"{host}/{rel}": text
+        for host, files in render_fleet(load_inventory(CASES[case])).items()
+        for rel, text in files.items()
+    }
+    if UPDATE:
+        shutil.rmtree(GOLDEN / case, ignore_errors=True)
+        for rel, text in rendered.items():
+            (GOLDEN / case / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / case / rel).write_text(text)
+    assert rendered == golden_files(case), "run with FRRCTL_UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_policy_lines_in_every_config() -> None:
+    for path in CASES.values():
+        fleet = load_inventory(path)
+        for host, files in render_fleet(fleet).items():
+            conf = files["frr.conf"]
+            assert "route-map only-cloud permit 10\n match interface cloudbr0\n" in conf, host
+            for line in conf.splitlines():
+                if "redistribute kernel" in line:
+                    assert line.strip() in (
+                        "redistribute kernel route-map only-cloud",
+                        "redistribute kernel route-map only-cloud-v6",
+                    ), host
+            h = fleet.host(host)
+            for uplink in h.uplinks:
+                if uplink.bgp:
+                    names = uplink.bgp.neighbors or [uplink.interface]
+                    for name in names:
+                        assert f"neighbor {name} prefix-list cloud-pool-v" in conf
+                        assert f"neighbor {name} prefix-list default-only-v" in conf
+            if h.mode == "controller":
+                assert "redistribute kernel" not in conf.split("router bgp")[-1].split("exit\n")[0]
+
+
+def test_prefix_lists_cover_pools_exactly() -> None:
+    pools = Pools.parse(["192.0.2.100-192.0.2.120", "203.0.113.7"], [])
+    assert prefix_list_lines(pools, 4)[:5] == [
+        "ip prefix-list cloud-pool-v4 seq 10 permit 192.0.2.100/30 ge 32",
+        "ip prefix-list cloud-pool-v4 seq 20 permit 192.0.2.104/29 ge 32",
+        "ip prefix-list cloud-pool-v4 seq 30 permit 192.0.2.112/29 ge 32",
+        "ip prefix-list cloud-pool-v4 seq 40 permit 192.0.2.120/32",
+        "ip prefix-list cloud-pool-v4 seq 50 permit 203.0.113.7/32",
+    ]
+    # No IPv6 pool: the list exists and denies everything.
+    assert prefix_list_lines(pools, 6)[0] == "ipv6 prefix-list cloud-pool-v6 seq 5 deny any"
+
+
+def test_render_is_deterministic_and_idempotent(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["render", "-i", str(CASES["example"]), "-o", str(tmp_path), "--no-check", "--json"]
+    assert main(args) == 0
+    first = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in first}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert '"changed": true' not in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == first
+    assert {p: p.stat().st_mtime_ns for p in first} == mtimes
+
+
+def test_render_one_host_and_unknown_host(tmp_path: Path) -> None:
+    assert main(["render", "-i", str(CASES["example"]), "-o", str(tmp_path), "--no-check",
+                 "--host", "hv3"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hv3"]
+    assert main(["render", "-i", str(CASES["example"]), "-o", str(tmp_path / "x"),
+                 "--no-check", "--host", "nope"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+needs_vtysh = pytest.mark.skipif(shutil.which("vtysh") is None, reason="needs FRR's vtysh")
+
+
+@needs_vtysh
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_vtysh_accepts_every_rendered_config(case: str) -> None:
+    for host, files in render_fleet(load_inventory(CASES[case])).items():
+        check_config(files["frr.conf"], f"{host}/frr.conf")
+
+
+@needs_vtysh
+def test_vtysh_rejects_a_broken_config() -> None:
+    from frrctl.errors import CheckError
+
+    with pytest.raises(CheckError, match="hvX/frr.conf: rejected by vtysh"):
+        check_config("router bgp 65000\n neighbor 192.0.2.1 remote-ass 1\n", "hvX/frr.conf")
+
+
+@needs_vtysh
+def test_render_with_check_writes_files(tmp_path: Path) -> None:
+    assert main(["render", "-i", str(CASES["edge"]), "-o", str(tmp_path), "--check"]) == 0
+    assert (tmp_path / "v6only" / "networkd" / "10-cloudbr0.netdev").is_file()
