@@ -90,9 +90,10 @@ IfName = Annotated[str, BeforeValidator(_ifname)]
 Asn = Annotated[int, BeforeValidator(_asn)]
 IPv4 = Annotated[str, BeforeValidator(_ipv4)]
 Area = Annotated[str, BeforeValidator(_area)]
-RemoteAs = Annotated[int | Literal["external", "internal"], BeforeValidator(
-    lambda v: v if v in ("external", "internal") else _asn(v)
-)]
+RemoteAs = Annotated[
+    int | Literal["external", "internal"],
+    BeforeValidator(lambda v: v if v in ("external", "internal") else _asn(v)),
+]
 
 
 class PoolSpec(Model):
@@ -173,8 +174,9 @@ class Uplink(Model):
                     )
         return self
 
-    def interface_addresses(self, version: int) -> list[ipaddress.IPv4Interface
-                                                     | ipaddress.IPv6Interface]:
+    def interface_addresses(
+        self, version: int
+    ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         out = [ipaddress.ip_interface(a) for a in self.addresses]
         return [a for a in out if a.version == version]
 

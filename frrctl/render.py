@@ -185,8 +185,9 @@ def bgp_section(host: Host) -> Bgp | None:
         remote_as = host.remote_as_of(uplink)
         if uplink.bgp.unnumbered:
             neighbors.append(
-                Neighbor(uplink.interface, uplink.interface, True, remote_as, bfd,
-                         frozenset({4, 6}))
+                Neighbor(
+                    uplink.interface, uplink.interface, True, remote_as, bfd, frozenset({4, 6})
+                )
             )
         for address in uplink.bgp.neighbors:
             version = ipaddress.ip_address(address).version
@@ -223,8 +224,26 @@ def ospf_areas(host: Host, version: int) -> list[str]:
 
 # -- other files -----------------------------------------------------------------
 
-DAEMONS = ("bgpd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd", "pimd", "pim6d", "ldpd",
-           "nhrpd", "eigrpd", "babeld", "sharpd", "pbrd", "bfdd", "fabricd", "vrrpd", "pathd")
+DAEMONS = (
+    "bgpd",
+    "ospfd",
+    "ospf6d",
+    "ripd",
+    "ripngd",
+    "isisd",
+    "pimd",
+    "pim6d",
+    "ldpd",
+    "nhrpd",
+    "eigrpd",
+    "babeld",
+    "sharpd",
+    "pbrd",
+    "bfdd",
+    "fabricd",
+    "vrrpd",
+    "pathd",
+)
 
 
 def enabled_daemons(host: Host) -> dict[str, bool]:
@@ -240,8 +259,9 @@ def enabled_daemons(host: Host) -> dict[str, bool]:
 def _uplink_summary(uplink: Uplink) -> str:
     parts = []
     if uplink.bgp:
-        parts.append("bgp unnumbered" if uplink.bgp.unnumbered else
-                     "bgp " + ",".join(uplink.bgp.neighbors))
+        parts.append(
+            "bgp unnumbered" if uplink.bgp.unnumbered else "bgp " + ",".join(uplink.bgp.neighbors)
+        )
     if uplink.ospf:
         parts.append(f"ospf area {uplink.ospf.area}")
     if uplink.ospf6:
@@ -267,9 +287,11 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "ospf_areas": ospf_areas(host, 2),
         "ospf6_areas": ospf_areas(host, 3),
         "daemons": enabled_daemons(host),
-        "grpc_port": (host.controller.grpc_port
-                      if host.mode == "controller" and host.controller.driver == "grpc"
-                      else None),
+        "grpc_port": (
+            host.controller.grpc_port
+            if host.mode == "controller" and host.controller.driver == "grpc"
+            else None
+        ),
         "uplinks": [_uplink_summary(u) for u in host.uplinks],
     }
     files = {

@@ -22,16 +22,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "its rendered config, an upstream FRR router plays the fabric, an ExaBGP peer "
         "records what the upstream announces, VMs sit behind each host's bridge.",
     )
-    lab.add_argument("--state-dir", type=Path, default=runner.DEFAULT_STATE_DIR,
-                     help="where the lab keeps its state and files (default %(default)s)")
+    lab.add_argument(
+        "--state-dir",
+        type=Path,
+        default=runner.DEFAULT_STATE_DIR,
+        help="where the lab keeps its state and files (default %(default)s)",
+    )
     labsub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     labsub.required = True
 
     p = labsub.add_parser("up", help="build the lab (removes leftovers of an earlier run)")
-    p.add_argument("--inventory", "-i", type=Path, default=EXAMPLE,
-                   help="fleet YAML file (default: the bundled examples/fleet.yaml)")
-    p.add_argument("--wait", type=float, default=90,
-                   help="seconds to wait for the routing to converge (0: don't wait)")
+    p.add_argument(
+        "--inventory",
+        "-i",
+        type=Path,
+        default=EXAMPLE,
+        help="fleet YAML file (default: the bundled examples/fleet.yaml)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=90,
+        help="seconds to wait for the routing to converge (0: don't wait)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = labsub.add_parser("verify", help="compare announced prefixes, kernel tables, pings")
@@ -48,9 +61,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     lab = runner.up(args.inventory, args.state_dir, wait=args.wait)
     plan = lab.plan
-    print(f"lab {plan.prefix} up in {time.monotonic() - started:.1f} s: "
-          f"{len(plan.fleet.hosts)} hosts, {len(plan.vms)} VMs, upstream "
-          f"{plan.upstream_ns}, ExaBGP peer {plan.peer_ns}")
+    print(
+        f"lab {plan.prefix} up in {time.monotonic() - started:.1f} s: "
+        f"{len(plan.fleet.hosts)} hosts, {len(plan.vms)} VMs, upstream "
+        f"{plan.upstream_ns}, ExaBGP peer {plan.peer_ns}"
+    )
     print(f"  files: {lab.workdir}")
     print("  next: frrctl lab verify; frrctl lab down")
     return 0
@@ -68,6 +83,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     removed = runner.down(args.state_dir)
-    print(f"lab down: removed {len(removed)} namespace(s)" if removed
-          else "lab down: nothing to remove")
+    print(
+        f"lab down: removed {len(removed)} namespace(s)"
+        if removed
+        else "lab down: nothing to remove"
+    )
     return 0

@@ -25,10 +25,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", "-o", required=True, type=Path, help="output directory")
     p.add_argument("--host", help="render only this host")
     check = p.add_mutually_exclusive_group()
-    check.add_argument("--check", dest="check", action="store_true", default=None,
-                       help="check every frr.conf with `vtysh -C -f` (default when vtysh exists)")
-    check.add_argument("--no-check", dest="check", action="store_false",
-                       help="skip the vtysh check")
+    check.add_argument(
+        "--check",
+        dest="check",
+        action="store_true",
+        default=None,
+        help="check every frr.conf with `vtysh -C -f` (default when vtysh exists)",
+    )
+    check.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip the vtysh check"
+    )
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run)
 
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"checked": do_check, "files": report}, indent=2))
     else:
         changed = sum(r["changed"] for r in report)
-        print(f"rendered {len(rendered)} host(s) into {args.out}: {changed} file(s) written, "
-              f"{len(report) - changed} unchanged" + ("" if do_check else " (not checked)"))
+        print(
+            f"rendered {len(rendered)} host(s) into {args.out}: {changed} file(s) written, "
+            f"{len(report) - changed} unchanged" + ("" if do_check else " (not checked)")
+        )
     return 0

@@ -39,16 +39,20 @@ def _upstream_neighbors(plan: LabPlan) -> list[UpstreamNeighbor]:
         assert host.asn is not None
         bfd = bool(uplink.bgp.bfd) if uplink.bgp.bfd is not None else uplink.has_bfd(host.bfd)
         if uplink.bgp.unnumbered:
-            out.append(UpstreamNeighbor(link.upstream_iface, True, host.asn,
-                                        frozenset({4, 6}), bfd))
+            out.append(
+                UpstreamNeighbor(link.upstream_iface, True, host.asn, frozenset({4, 6}), bfd)
+            )
         for neighbor in uplink.bgp.neighbors:
             # The upstream peers with the host's address in the neighbour's subnet.
             addr = ipaddress.ip_address(neighbor)
             for text in link.host_addresses:
                 iface = ipaddress.ip_interface(text)
                 if addr in iface.network:
-                    out.append(UpstreamNeighbor(str(iface.ip), False, host.asn,
-                                                frozenset({addr.version}), bfd))
+                    out.append(
+                        UpstreamNeighbor(
+                            str(iface.ip), False, host.asn, frozenset({addr.version}), bfd
+                        )
+                    )
     return out
 
 
@@ -94,6 +98,8 @@ def upstream_config(plan: LabPlan) -> str:
 def exabgp_config(plan: LabPlan, record_path: Path) -> str:
     lab = plan.fleet.lab
     recorder = f"{sys.executable} -m frrctl.lab.recorder {record_path}"
-    return _environment().get_template("lab/exabgp.conf.j2").render(
-        lab=lab, recorder=recorder, iface=PEER_IFACE, link6=PEER_LINK6
+    return (
+        _environment()
+        .get_template("lab/exabgp.conf.j2")
+        .render(lab=lab, recorder=recorder, iface=PEER_IFACE, link6=PEER_LINK6)
     )

@@ -25,11 +25,13 @@ class LabError(FrrctlError):
     """The lab could not be built or inspected."""
 
 
-def run(cmd: Sequence[str], check: bool = True, timeout: float = 60,
-        input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str], check: bool = True, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
-        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                                input=input)
+        result = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=timeout, input=input
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LabError(f"{' '.join(cmd)}: {exc}") from None
     if check and result.returncode != 0:
@@ -37,8 +39,9 @@ def run(cmd: Sequence[str], check: bool = True, timeout: float = 60,
     return result
 
 
-def ns_run(ns: str, cmd: Sequence[str], check: bool = True,
-           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def ns_run(
+    ns: str, cmd: Sequence[str], check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return run(["ip", "netns", "exec", ns, *cmd], check=check, timeout=timeout)
 
 
@@ -60,10 +63,17 @@ def add_namespace(ns: str) -> None:
     run(["ip", "netns", "add", ns])
     ip(ns, "link", "set", "lo", "up")
     # Forwarding on; no DAD (addresses usable at once); never learn routes from RAs.
-    sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
-           "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0",
-           "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.all.accept_ra=0",
-           "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+    sysctl(
+        ns,
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv6.conf.default.accept_dad=0",
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_ra=0",
+        "net.ipv6.conf.all.accept_ra=0",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+    )
 
 
 def existing_namespaces() -> set[str]:
@@ -95,8 +105,9 @@ def chown_frr(path: Path) -> None:
     os.chown(path, frr.pw_uid, frr.pw_gid)
 
 
-def start_frr_daemon(ns: str, hostname: str, daemon: str, workdir: Path,
-                     extra: Sequence[str] = ()) -> None:
+def start_frr_daemon(
+    ns: str, hostname: str, daemon: str, workdir: Path, extra: Sequence[str] = ()
+) -> None:
     """Start one FRR daemon in `ns` with its own UTS namespace (so `hostname` is right).
 
     The daemons start empty; the config is loaded afterwards with `vtysh -f`,
@@ -131,8 +142,19 @@ def as_host(ns: str, hostname: str, cmd: Sequence[str]) -> list[str]:
     FRR tools take the hostname from uname: vtysh and frr-reload.py must see
     the host's name, as the daemons do, or they report a `hostname` change.
     """
-    return ["ip", "netns", "exec", ns, "unshare", "--uts", "/bin/sh", "-c",
-            'hostname "$0" && exec "$@"', hostname, *cmd]
+    return [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "unshare",
+        "--uts",
+        "/bin/sh",
+        "-c",
+        'hostname "$0" && exec "$@"',
+        hostname,
+        *cmd,
+    ]
 
 
 FRR_RELOAD = "/usr/lib/frr/frr-reload.py"
@@ -140,8 +162,12 @@ FRR_RELOAD = "/usr/lib/frr/frr-reload.py"
 
 def frr_reload_test(ns: str, hostname: str, vty: Path, config: Path) -> list[str]:
     """Lines `frr-reload.py --test` would change to make the running FRR equal `config`."""
-    result = run(as_host(ns, hostname, [FRR_RELOAD, "--test", "--stdout", "--vty_socket",
-                                        str(vty), str(config)]), check=False)
+    result = run(
+        as_host(
+            ns, hostname, [FRR_RELOAD, "--test", "--stdout", "--vty_socket", str(vty), str(config)]
+        ),
+        check=False,
+    )
     if result.returncode != 0:
         raise LabError(f"{ns}: frr-reload.py --test failed: {result.stderr.strip()[-500:]}")
     return parse_reload_test(result.stdout)
@@ -160,8 +186,7 @@ def parse_reload_test(output: str) -> list[str]:
     return changes
 
 
-def vtysh(ns: str, vty: Path, *commands: str, check: bool = True,
-          timeout: float = 30) -> str:
+def vtysh(ns: str, vty: Path, *commands: str, check: bool = True, timeout: float = 30) -> str:
     cmd = [VTYSH, "--vty_socket", str(vty)]
     for command in commands:
         cmd += ["-c", command]

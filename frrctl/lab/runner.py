@@ -106,12 +106,17 @@ def up(inventory: Path, state_dir: Path = DEFAULT_STATE_DIR, wait: float = 90) -
     lab = Lab(plan_lab(fleet, prefix), state_dir, inventory.resolve())
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # FRR (user frr) reads its config and sockets below it
-    (state_dir / STATE_FILE).write_text(json.dumps({
-        "prefix": prefix,
-        "inventory": str(inventory.resolve()),
-        "namespaces": lab.plan.namespaces(),
-        "started": time.time(),
-    }, indent=2))
+    (state_dir / STATE_FILE).write_text(
+        json.dumps(
+            {
+                "prefix": prefix,
+                "inventory": str(inventory.resolve()),
+                "namespaces": lab.plan.namespaces(),
+                "started": time.time(),
+            },
+            indent=2,
+        )
+    )
     try:
         _build(lab, fleet, rendered)
         if wait > 0:
@@ -135,39 +140,62 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
         netns.add_namespace(ns)
     up_ns, peer_ns = plan.upstream_ns, plan.peer_ns
     upstream = fleet.lab.upstream
-    netns.ip_batch(up_ns, [
-        f"address add {upstream.loopback4}/32 dev lo",
-        f"address add {upstream.loopback6}/128 dev lo",
-    ])
+    netns.ip_batch(
+        up_ns,
+        [
+            f"address add {upstream.loopback4}/32 dev lo",
+            f"address add {upstream.loopback6}/128 dev lo",
+        ],
+    )
     # Upstream <-> ExaBGP
     peer = fleet.lab.exabgp
     netns.veth(up_ns, PEER_IFACE, peer_ns, PEER_IFACE)
-    netns.ip_batch(up_ns, [
-        f"address add {peer.upstream_address}/31 dev {PEER_IFACE}",
-        f"address add {PEER_LINK6[0]} dev {PEER_IFACE} nodad",
-        f"link set {PEER_IFACE} up",
-    ])
-    netns.ip_batch(peer_ns, [
-        f"address add {peer.address}/31 dev {PEER_IFACE}",
-        f"address add {PEER_LINK6[1]} dev {PEER_IFACE} nodad",
-        f"link set {PEER_IFACE} up",
-    ])
+    netns.ip_batch(
+        up_ns,
+        [
+            f"address add {peer.upstream_address}/31 dev {PEER_IFACE}",
+            f"address add {PEER_LINK6[0]} dev {PEER_IFACE} nodad",
+            f"link set {PEER_IFACE} up",
+        ],
+    )
+    netns.ip_batch(
+        peer_ns,
+        [
+            f"address add {peer.address}/31 dev {PEER_IFACE}",
+            f"address add {PEER_LINK6[1]} dev {PEER_IFACE} nodad",
+            f"link set {PEER_IFACE} up",
+        ],
+    )
     # Host uplinks and bridges
     bridge = fleet.fabric.bridge
     for host in fleet.hosts:
         hns = plan.host_ns(host.hostname)
         for link in plan.links_of(host.hostname):
             netns.veth(hns, link.host_iface, up_ns, link.upstream_iface)
-            netns.ip_batch(hns, [
-                *(f"address add {a} dev {link.host_iface} nodad" if ":" in a else
-                  f"address add {a} dev {link.host_iface}" for a in link.host_addresses),
-                f"link set {link.host_iface} up",
-            ])
-            netns.ip_batch(up_ns, [
-                *(f"address add {a} dev {link.upstream_iface} nodad" if ":" in a else
-                  f"address add {a} dev {link.upstream_iface}" for a in link.upstream_addresses),
-                f"link set {link.upstream_iface} up",
-            ])
+            netns.ip_batch(
+                hns,
+                [
+                    *(
+                        f"address add {a} dev {link.host_iface} nodad"
+                        if ":" in a
+                        else f"address add {a} dev {link.host_iface}"
+                        for a in link.host_addresses
+                    ),
+                    f"link set {link.host_iface} up",
+                ],
+            )
+            netns.ip_batch(
+                up_ns,
+                [
+                    *(
+                        f"address add {a} dev {link.upstream_iface} nodad"
+                        if ":" in a
+                        else f"address add {a} dev {link.upstream_iface}"
+                        for a in link.upstream_addresses
+                    ),
+                    f"link set {link.upstream_iface} up",
+                ],
+            )
         _setup_bridge(hns, bridge, fleet)
     for vm in plan.vms:
         hns = plan.host_ns(vm.host)
@@ -175,22 +203,30 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
         v4 = [a for a in vm.addresses if ":" not in a]
         v6 = [a for a in vm.addresses if ":" in a]
         # The guest, configured as cloud-init would: /32 and /128, on-link gateways.
-        netns.ip_batch(vm.namespace, [
-            f"link set eth0 address {vm.mac}",
-            "link set eth0 up",
-            *(f"address add {a}/32 dev eth0" for a in v4),
-            *(f"address add {a}/128 dev eth0 nodad" for a in v6),
-            *([f"route add default via {fleet.fabric.gateway4} dev eth0 onlink"] if v4 else []),
-            *([f"route add ::/0 via {fleet.fabric.gateway6} dev eth0"] if v6 else []),
-        ])
+        netns.ip_batch(
+            vm.namespace,
+            [
+                f"link set eth0 address {vm.mac}",
+                "link set eth0 up",
+                *(f"address add {a}/32 dev eth0" for a in v4),
+                *(f"address add {a}/128 dev eth0 nodad" for a in v6),
+                *([f"route add default via {fleet.fabric.gateway4} dev eth0 onlink"] if v4 else []),
+                *([f"route add ::/0 via {fleet.fabric.gateway6} dev eth0"] if v6 else []),
+            ],
+        )
         # The hypervisor: port on the bridge, host route + permanent neighbour per address.
-        netns.ip_batch(hns, [
-            f"link set {vm.host_port} master {bridge}",
-            f"link set {vm.host_port} up",
-            *(f"route add {a} dev {bridge}" for a in vm.addresses),
-            *(f"neigh replace {a} lladdr {vm.mac} dev {bridge} nud permanent"
-              for a in vm.addresses),
-        ])
+        netns.ip_batch(
+            hns,
+            [
+                f"link set {vm.host_port} master {bridge}",
+                f"link set {vm.host_port} up",
+                *(f"route add {a} dev {bridge}" for a in vm.addresses),
+                *(
+                    f"neigh replace {a} lladdr {vm.mac} dev {bridge} nud permanent"
+                    for a in vm.addresses
+                ),
+            ],
+        )
     # FRR on every host, from the rendered files
     for host in fleet.hosts:
         role = host.hostname
@@ -202,8 +238,13 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
         daemons = ["zebra", *_enabled(files["daemons"])]
-        _start_frr(plan.host_ns(host.hostname), host.hostname, workdir, daemons,
-                   workdir / "etc" / "frr.conf")
+        _start_frr(
+            plan.host_ns(host.hostname),
+            host.hostname,
+            workdir,
+            daemons,
+            workdir / "etc" / "frr.conf",
+        )
     # The upstream router
     workdir = lab.nsdir("upstream")
     _prepare_dir(workdir)
@@ -226,20 +267,26 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
     with open(xdir / "exabgp.out", "w") as out:
         subprocess.Popen(
             ["ip", "netns", "exec", peer_ns, str(EXABGP), "server", str(xconf)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
 
 
 def _setup_bridge(ns: str, bridge: str, fleet: Fleet) -> None:
     """cloudbr0 as the rendered bridge config describes it (until `host setup` does it)."""
-    netns.ip_batch(ns, [
-        f"link add {bridge} type bridge stp_state 0 forward_delay 0",
-        f"link set {bridge} addrgenmode none",
-        f"address add {fleet.fabric.gateway4}/32 dev {bridge}",
-        f"address add {fleet.fabric.gateway6}/64 dev {bridge} nodad",
-        f"link set {bridge} up",
-    ])
+    netns.ip_batch(
+        ns,
+        [
+            f"link add {bridge} type bridge stp_state 0 forward_delay 0",
+            f"link set {bridge} addrgenmode none",
+            f"address add {fleet.fabric.gateway4}/32 dev {bridge}",
+            f"address add {fleet.fabric.gateway6}/64 dev {bridge} nodad",
+            f"link set {bridge} up",
+        ],
+    )
 
 
 def _enabled(daemons_file: str) -> list[str]:
@@ -267,7 +314,8 @@ def _wait_converged(lab: Lab, timeout: float) -> None:
         if control_plane_ok(report):
             return
         if time.monotonic() > deadline:
-            log.warning("lab did not converge within %.0f s; `frrctl lab verify` shows where",
-                        timeout)
+            log.warning(
+                "lab did not converge within %.0f s; `frrctl lab verify` shows where", timeout
+            )
             return
         time.sleep(0.5)

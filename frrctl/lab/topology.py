@@ -109,9 +109,7 @@ def plan_lab(fleet: Fleet, prefix: str) -> LabPlan:
                     host_iface=uplink.interface,
                     upstream_iface=_upstream_iface(host.hostname, uplink.interface, hi, ui),
                     host_addresses=tuple(uplink.addresses),
-                    upstream_addresses=tuple(
-                        _peer_address(a, neighbors) for a in uplink.addresses
-                    ),
+                    upstream_addresses=tuple(_peer_address(a, neighbors) for a in uplink.addresses),
                     uplink=uplink,
                 )
             )

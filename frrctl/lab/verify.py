@@ -69,7 +69,8 @@ def exabgp_prefixes(lines: Iterable[str]) -> set[str]:
         except ValueError:
             continue
         if msg.get("type") == "state" and msg.get("neighbor", {}).get("state") in (
-            "down", "connected"
+            "down",
+            "connected",
         ):
             held.clear()
             continue
@@ -148,22 +149,24 @@ def collect(lab: Lab, pings: bool = True, reload_test: bool = True) -> Report:
     fleet = plan.fleet
     checks = []
     record = lab.record.read_text().splitlines() if lab.record.exists() else []
-    checks.append(compare("exabgp peer: prefixes held", plan.vm_addresses(),
-                          exabgp_prefixes(record)))
+    checks.append(
+        compare("exabgp peer: prefixes held", plan.vm_addresses(), exabgp_prefixes(record))
+    )
     ospf_hosts = {h.hostname for h in fleet.hosts if h.runs_ospf}
     ospf6_hosts = {h.hostname for h in fleet.hosts if h.runs_ospf6}
     vty = lab.vty("upstream")
     if ospf_hosts:
         show = _json(netns.vtysh(plan.upstream_ns, vty, "show ip ospf route json", check=False))
         expected = {a for a in plan.vm_addresses(ospf_hosts) if ":" not in a}
-        checks.append(compare("upstream: OSPFv2 external routes", expected,
-                              ospf_external_routes(show)))
+        checks.append(
+            compare("upstream: OSPFv2 external routes", expected, ospf_external_routes(show))
+        )
     if ospf6_hosts:
-        show = _json(netns.vtysh(plan.upstream_ns, vty, "show ipv6 ospf6 route json",
-                                 check=False))
+        show = _json(netns.vtysh(plan.upstream_ns, vty, "show ipv6 ospf6 route json", check=False))
         expected = {a for a in plan.vm_addresses(ospf6_hosts) if ":" in a}
-        checks.append(compare("upstream: OSPFv3 external routes", expected,
-                              ospf6_external_routes(show)))
+        checks.append(
+            compare("upstream: OSPFv3 external routes", expected, ospf6_external_routes(show))
+        )
     for host in fleet.hosts:
         ns = plan.host_ns(host.hostname)
         got = set()
@@ -174,8 +177,9 @@ def collect(lab: Lab, pings: bool = True, reload_test: bool = True) -> Report:
         checks.append(compare(f"{host.hostname}: learned kernel routes", expected, got))
         if reload_test:
             workdir = lab.nsdir(host.hostname)
-            changes = netns.frr_reload_test(ns, host.hostname, workdir / "vty",
-                                            workdir / "etc" / "frr.conf")
+            changes = netns.frr_reload_test(
+                ns, host.hostname, workdir / "vty", workdir / "etc" / "frr.conf"
+            )
             checks.append(compare(f"{host.hostname}: frr-reload --test changes", [], changes))
     if pings:
         checks.extend(ping_checks(lab))
@@ -189,16 +193,33 @@ def ping_checks(lab: Lab) -> list[Check]:
     for vm in lab.plan.vms:
         for address in vm.addresses:
             source = upstream.loopback6 if ":" in address else upstream.loopback4
-            cmd = ["ip", "netns", "exec", lab.plan.upstream_ns, "ping", "-n", "-q", "-c", "3",
-                   "-i", "0.2", "-W", "1", "-I", source, address]
+            cmd = [
+                "ip",
+                "netns",
+                "exec",
+                lab.plan.upstream_ns,
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                source,
+                address,
+            ]
             procs[(vm.name, address)] = subprocess.Popen(
                 cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
     checks = []
     for (name, address), proc in procs.items():
         answered = proc.wait(timeout=30) == 0
-        checks.append(compare(f"ping {name} {address}", ["answers"],
-                              ["answers"] if answered else []))
+        checks.append(
+            compare(f"ping {name} {address}", ["answers"], ["answers"] if answered else [])
+        )
     return checks
 
 
@@ -210,12 +231,16 @@ def format_table(report: Report) -> str:
     rows = [("CHECK", "RESULT", "EXPECTED", "GOT", "DIFFERENCE")]
     for c in report.checks:
         diff = " ".join([*(f"-{m}" for m in c.missing), *(f"+{e}" for e in c.extra)])
-        rows.append((c.name, "ok" if c.ok else "FAIL", str(len(c.expected)), str(len(c.got)),
-                     diff or "-"))
+        rows.append(
+            (c.name, "ok" if c.ok else "FAIL", str(len(c.expected)), str(len(c.got)), diff or "-")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
-    summary = "lab verify: " + ("OK" if report.ok else "DIFFERENCES FOUND") + \
-        f" ({sum(c.ok for c in report.checks)}/{len(report.checks)} checks pass)"
+    summary = (
+        "lab verify: "
+        + ("OK" if report.ok else "DIFFERENCES FOUND")
+        + f" ({sum(c.ok for c in report.checks)}/{len(report.checks)} checks pass)"
+    )
     return "\n".join([*lines, summary])
 
 

@@ -52,8 +52,9 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyp
 
 
 def frrctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "frrctl.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "frrctl.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
@@ -62,8 +63,11 @@ def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
     failing = [c for c in report["checks"] if not c["ok"]]
     assert result.returncode == 0 and report["ok"], failing
     names = {c["name"] for c in report["checks"]}
-    assert {"exabgp peer: prefixes held", "upstream: OSPFv2 external routes",
-            "upstream: OSPFv3 external routes"} <= names
+    assert {
+        "exabgp peer: prefixes held",
+        "upstream: OSPFv2 external routes",
+        "upstream: OSPFv3 external routes",
+    } <= names
     assert sum(n.startswith("ping ") for n in names) == 9  # every VM address, v4 and v6
     exa = next(c for c in report["checks"] if c["name"] == "exabgp peer: prefixes held")
     assert set(exa["got"]) == lab.plan.vm_addresses()
@@ -72,26 +76,36 @@ def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
 def test_rendered_configs_are_a_fixed_point_of_frr(lab: runner.Lab) -> None:
     for host in lab.plan.fleet.hosts:
         workdir = lab.nsdir(host.hostname)
-        changes = netns.frr_reload_test(lab.plan.host_ns(host.hostname), host.hostname,
-                                        workdir / "vty", workdir / "etc" / "frr.conf")
+        changes = netns.frr_reload_test(
+            lab.plan.host_ns(host.hostname),
+            host.hostname,
+            workdir / "vty",
+            workdir / "etc" / "frr.conf",
+        )
         assert changes == [], (host.hostname, changes)
 
 
 # (host, interface) -> routes that must never be announced, and one that must.
 GUARDS = {
     "hv1": {
-        "bad": [("192.0.2.200/32", "cloudbr0"),       # outside the pools
-                ("203.0.113.0/24", "cloudbr0"),       # not a host route
-                ("192.0.2.11/32", "eth0"),            # inside the pools, wrong interface
-                ("2001:db8:999::1/128", "cloudbr0"),
-                ("2001:db8:100::/64", "cloudbr0"),
-                ("2001:db8:100::99/128", "eth0")],
+        "bad": [
+            ("192.0.2.200/32", "cloudbr0"),  # outside the pools
+            ("203.0.113.0/24", "cloudbr0"),  # not a host route
+            ("192.0.2.11/32", "eth0"),  # inside the pools, wrong interface
+            ("2001:db8:999::1/128", "cloudbr0"),
+            ("2001:db8:100::/64", "cloudbr0"),
+            ("2001:db8:100::99/128", "eth0"),
+        ],
         "good": [("192.0.2.12/32", "cloudbr0"), ("2001:db8:100::12/128", "cloudbr0")],
     },
     "hv3": {  # OSPFv2/OSPFv3 host
-        "bad": [("192.0.2.201/32", "cloudbr0"), ("198.51.100.0/24", "cloudbr0"),
-                ("192.0.2.13/32", "eth0"), ("2001:db8:998::1/128", "cloudbr0"),
-                ("2001:db8:100::98/128", "eth0")],
+        "bad": [
+            ("192.0.2.201/32", "cloudbr0"),
+            ("198.51.100.0/24", "cloudbr0"),
+            ("192.0.2.13/32", "eth0"),
+            ("2001:db8:998::1/128", "cloudbr0"),
+            ("2001:db8:100::98/128", "eth0"),
+        ],
         "good": [("192.0.2.14/32", "cloudbr0"), ("2001:db8:100::14/128", "cloudbr0")],
     },
 }
@@ -100,8 +114,12 @@ GUARDS = {
 def _routes(lab: runner.Lab, action: str) -> None:
     for host, sets in GUARDS.items():
         lines = [f"route {action} {p} dev {dev}" for p, dev in sets["bad"] + sets["good"]]
-        result = subprocess.run(["ip", "-n", lab.plan.host_ns(host), "-batch", "-"],
-                                input="\n".join(lines) + "\n", text=True, capture_output=True)
+        result = subprocess.run(
+            ["ip", "-n", lab.plan.host_ns(host), "-batch", "-"],
+            input="\n".join(lines) + "\n",
+            text=True,
+            capture_output=True,
+        )
         assert result.returncode == 0 or action == "del", result.stderr
 
 
@@ -113,11 +131,19 @@ def test_guards_never_announce_what_policy_refuses(lab: runner.Lab) -> None:
         assert wait_for(lambda: good <= held(lab)), "the control routes never arrived"
         # The good routes went through the same policy run: the bad ones had their chance.
         assert not bad & held(lab)
-        ospf = netns.vtysh(lab.plan.upstream_ns, lab.vty("upstream"),
-                           "show ip ospf route json", "show ipv6 ospf6 route json")
+        ospf = netns.vtysh(
+            lab.plan.upstream_ns,
+            lab.vty("upstream"),
+            "show ip ospf route json",
+            "show ipv6 ospf6 route json",
+        )
         assert not any(f'"{p}"' in ospf for p in bad)
-        upstream_bgp = netns.vtysh(lab.plan.upstream_ns, lab.vty("upstream"),
-                                   "show bgp ipv4 unicast json", "show bgp ipv6 unicast json")
+        upstream_bgp = netns.vtysh(
+            lab.plan.upstream_ns,
+            lab.vty("upstream"),
+            "show bgp ipv4 unicast json",
+            "show bgp ipv6 unicast json",
+        )
         assert not any(f'"{p}"' in upstream_bgp for p in bad)
     finally:
         _routes(lab, "del")
@@ -127,14 +153,15 @@ def test_guards_never_announce_what_policy_refuses(lab: runner.Lab) -> None:
 
 def test_upstream_extras_and_other_hosts_routes_never_reach_a_host(lab: runner.Lab) -> None:
     up_ns, vty = lab.plan.upstream_ns, lab.vty("upstream")
-    sent = json.loads(netns.vtysh(up_ns, vty,
-                                  "show bgp ipv4 unicast neighbors 198.18.0.1 "
-                                  "advertised-routes json"))
+    sent = json.loads(
+        netns.vtysh(up_ns, vty, "show bgp ipv4 unicast neighbors 198.18.0.1 advertised-routes json")
+    )
     advertised = set(sent.get("advertisedRoutes", {}))
     # The upstream really offers hv1 more than a default: its extras, other hosts' VMs.
     assert {"198.18.200.0/24", "192.0.2.20/32"} <= advertised
-    hv1_bgp = json.loads(netns.vtysh(lab.plan.host_ns("hv1"), lab.vty("hv1"),
-                                     "show bgp ipv4 unicast json"))
+    hv1_bgp = json.loads(
+        netns.vtysh(lab.plan.host_ns("hv1"), lab.vty("hv1"), "show bgp ipv4 unicast json")
+    )
     assert set(hv1_bgp.get("routes", {})) - {"192.0.2.10/32", "192.0.2.100/32"} == {"0.0.0.0/0"}
     report = collect(lab, pings=False, reload_test=False)
     for check in report.checks:

@@ -20,12 +20,14 @@ from frrctl.lab.verify import (
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
 
 
-def _update(announce: dict[str, list[str]] | None = None,
-            withdraw: dict[str, list[str]] | None = None) -> str:
+def _update(
+    announce: dict[str, list[str]] | None = None, withdraw: dict[str, list[str]] | None = None
+) -> str:
     update: dict[str, object] = {}
     if announce:
-        update["announce"] = {f: {"198.18.255.0": [{"nlri": p} for p in ps]}
-                              for f, ps in announce.items()}
+        update["announce"] = {
+            f: {"198.18.255.0": [{"nlri": p} for p in ps]} for f, ps in announce.items()
+        }
     if withdraw:
         update["withdraw"] = {f: [{"nlri": p} for p in ps] for f, ps in withdraw.items()}
     return json.dumps({"type": "update", "neighbor": {"message": {"update": update}}})
@@ -33,8 +35,12 @@ def _update(announce: dict[str, list[str]] | None = None,
 
 def test_exabgp_record_announce_withdraw_and_session_loss() -> None:
     lines = [
-        _update({"ipv4 unicast": ["192.0.2.10/32", "192.0.2.11/32"],
-                 "ipv6 unicast": ["2001:db8:100::10/128"]}),
+        _update(
+            {
+                "ipv4 unicast": ["192.0.2.10/32", "192.0.2.11/32"],
+                "ipv6 unicast": ["2001:db8:100::10/128"],
+            }
+        ),
         _update(withdraw={"ipv4 unicast": ["192.0.2.11/32"]}),
         "not json",
     ]
@@ -65,8 +71,12 @@ def test_ospf_external_routes() -> None:
         "192.0.2.9/32": {"routeType": "E1"},
     }
     assert ospf_external_routes(show) == {"203.0.113.7/32", "192.0.2.9/32"}
-    show6 = {"routes": {"2001:db8:ff::1/128": {"pathType": "IA"},
-                        "2001:db8:100::30/128": {"pathType": "E2"}}}
+    show6 = {
+        "routes": {
+            "2001:db8:ff::1/128": {"pathType": "IA"},
+            "2001:db8:100::30/128": {"pathType": "E2"},
+        }
+    }
     assert ospf6_external_routes(show6) == {"2001:db8:100::30/128"}
 
 
@@ -103,6 +113,9 @@ def test_upstream_config() -> None:
 
 
 def test_parse_reload_test() -> None:
-    out = "\nLines To Delete\n===============\nno hostname vm\n\nLines To Add\n============\nhostname hv1\n"
+    out = (
+        "\nLines To Delete\n===============\nno hostname vm\n"
+        "\nLines To Add\n============\nhostname hv1\n"
+    )
     assert parse_reload_test(out) == ["-no hostname vm", "+hostname hv1"]
     assert parse_reload_test("") == []

@@ -16,7 +16,10 @@ from frrctl.render import prefix_list_lines, render_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
-CASES = {"example": ROOT / "examples" / "fleet.yaml", "edge": ROOT / "tests" / "data" / "edge-fleet.yaml"}
+CASES = {
+    "example": ROOT / "examples" / "fleet.yaml",
+    "edge": ROOT / "tests" / "data" / "edge-fleet.yaml",
+}
 UPDATE = os.environ.get("FRRCTL_UPDATE_GOLDEN") == "1"
 
 
@@ -76,8 +79,9 @@ def test_prefix_lists_cover_pools_exactly() -> None:
     assert prefix_list_lines(pools, 6)[0] == "ipv6 prefix-list cloud-pool-v6 seq 5 deny any"
 
 
-def test_render_is_deterministic_and_idempotent(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_is_deterministic_and_idempotent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["render", "-i", str(CASES["example"]), "-o", str(tmp_path), "--no-check", "--json"]
     assert main(args) == 0
     first = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -90,11 +94,37 @@ def test_render_is_deterministic_and_idempotent(tmp_path: Path,
 
 
 def test_render_one_host_and_unknown_host(tmp_path: Path) -> None:
-    assert main(["render", "-i", str(CASES["example"]), "-o", str(tmp_path), "--no-check",
-                 "--host", "hv3"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "-i",
+                str(CASES["example"]),
+                "-o",
+                str(tmp_path),
+                "--no-check",
+                "--host",
+                "hv3",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hv3"]
-    assert main(["render", "-i", str(CASES["example"]), "-o", str(tmp_path / "x"),
-                 "--no-check", "--host", "nope"]) == 2
+    assert (
+        main(
+            [
+                "render",
+                "-i",
+                str(CASES["example"]),
+                "-o",
+                str(tmp_path / "x"),
+                "--no-check",
+                "--host",
+                "nope",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -112,7 +142,7 @@ def test_vtysh_accepts_every_rendered_config(case: str) -> None:
 def test_vtysh_rejects_a_broken_config() -> None:
     from frrctl.errors import CheckError
 
-    with pytest.raises(CheckError, match="hvX/frr.conf: rejected by vtysh"):
+    with pytest.raises(CheckError, match=r"hvX/frr\.conf: rejected by vtysh"):
         check_config("router bgp 65000\n neighbor 192.0.2.1 remote-ass 1\n", "hvX/frr.conf")
 
 
