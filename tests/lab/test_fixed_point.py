@@ -1,0 +1,59 @@
+"""Every rendered config of the edge-case fleet, loaded into a real FRR, is a fixed point.
+
+`frr-reload.py --test` must find nothing to change: the file is written the
+way FRR prints it back, so a later reload never touches a session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from frrctl.inventory import load_inventory
+from frrctl.lab import netns
+from frrctl.lab.runner import _enabled, _prepare_dir, _start_frr
+from frrctl.render import render_fleet
+from tests.conftest import ROOT, needs_lab
+
+pytestmark = [needs_lab, pytest.mark.lab]
+EDGE = ROOT / "tests" / "data" / "edge-fleet.yaml"
+FLEET = load_inventory(EDGE)
+RENDERED = render_fleet(FLEET)
+
+
+@pytest.mark.parametrize("hostname", sorted(RENDERED))
+def test_edge_config_is_a_fixed_point(hostname: str) -> None:
+    files = RENDERED[hostname]
+    tag = secrets.token_hex(3)
+    ns, peer = f"fp{tag}-{hostname}", f"fp{tag}-peer"
+    workdir = Path(f"/run/frrctl-fp-{tag}")
+    try:
+        netns.add_namespace(ns)
+        netns.add_namespace(peer)
+        for uplink in FLEET.host(hostname).uplinks:
+            netns.veth(ns, uplink.interface, peer, uplink.interface)
+            netns.ip(ns, "link", "set", uplink.interface, "up")
+        netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
+        _prepare_dir(workdir)
+        conf = workdir / "frr.conf"
+        conf.write_text(files["frr.conf"])
+        _start_frr(ns, hostname, workdir, ["zebra", *_enabled(files["daemons"])], conf)
+        assert netns.frr_reload_test(ns, hostname, workdir / "vty", conf) == []
+        # The check can fail: one change to the running config shows up as a line to delete.
+        netns.vtysh(
+            ns,
+            workdir / "vty",
+            "configure terminal",
+            "ip prefix-list cloud-pool-v4 seq 999 permit 198.18.9.0/24",
+        )
+        assert netns.frr_reload_test(ns, hostname, workdir / "vty", conf) == [
+            "-ip prefix-list cloud-pool-v4 seq 999 permit 198.18.9.0/24"
+        ]
+    finally:
+        netns.delete_namespace(ns)
+        netns.delete_namespace(peer)
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
