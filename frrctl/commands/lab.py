@@ -52,6 +52,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-ping", action="store_true", help="skip the data-plane pings")
     p.set_defaults(func=cmd_verify)
 
+    p = labsub.add_parser(
+        "migrate",
+        help="live-migrate a VM to another host while the upstream pings it",
+        description="Unplug the VM on its host, move its port to HOST, plug it there "
+        "(frrctl instance unplug/plug), while the upstream pings every address of the VM "
+        "every 10 ms; prints the pings lost and the time until the upstream routes the "
+        "addresses to the new host.",
+    )
+    p.add_argument("vm", help="VM name (lab.vms in the inventory)")
+    p.add_argument("--to", required=True, metavar="HOST", help="destination host")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_migrate)
+
     p = labsub.add_parser("down", help="remove every namespace, process and file of the lab")
     p.set_defaults(func=cmd_down)
 
@@ -79,6 +92,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     return 0 if report.ok else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from frrctl.lab.migrate import migrate
+
+    result = migrate(runner.attach(args.state_dir), args.vm, args.to)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(
+        f"migrated {result.vm} {result.source} -> {result.destination}: port moved in "
+        f"{result.move_seconds * 1000:.0f} ms, upstream routes it to {result.destination} "
+        f"{result.converge_seconds * 1000:.0f} ms after the unplug"
+    )
+    for ping in result.pings:
+        print(f"  {ping.address}: {ping.sent} pings sent every 10 ms, {ping.lost} lost")
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:

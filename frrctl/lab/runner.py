@@ -22,7 +22,7 @@ from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
 from frrctl.lab.configs import exabgp_config, upstream_config, upstream_daemons
 from frrctl.lab.netns import LabError
-from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan, plan_lab
+from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan, VmPlan, plan_lab
 from frrctl.render import render_fleet
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class Lab:
     def vty(self, role: str) -> Path:
         return self.nsdir(role) / "vty"
 
+    def host_state(self, hostname: str) -> Path:
+        """The host's frrctl state (instance record), one per hypervisor namespace."""
+        return self.nsdir(hostname) / "frrctl-state"
+
     @property
     def record(self) -> Path:
         return self.nsdir("xbgp") / "updates.jsonl"
@@ -72,7 +76,16 @@ def attach(state_dir: Path) -> Lab:
         raise LabError(f"no lab is up (no {state_dir / STATE_FILE}); run `frrctl lab up`")
     inventory = Path(str(state["inventory"]))
     fleet = load_inventory(inventory)
-    return Lab(plan_lab(fleet, str(state["prefix"])), state_dir, inventory)
+    moves = state.get("moves") or {}
+    assert isinstance(moves, dict)
+    return Lab(plan_lab(fleet, str(state["prefix"]), moves), state_dir, inventory)
+
+
+def _record_move(state_dir: Path, vm: str, host: str) -> None:
+    path = state_dir / STATE_FILE
+    state = json.loads(path.read_text())
+    state.setdefault("moves", {})[vm] = host
+    path.write_text(json.dumps(state, indent=2))
 
 
 def down(state_dir: Path) -> list[str]:
@@ -167,7 +180,6 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
         ],
     )
     # Host uplinks and bridges
-    bridge = fleet.fabric.bridge
     for host in fleet.hosts:
         hns = plan.host_ns(host.hostname)
         for link in plan.links_of(host.hostname):
@@ -175,58 +187,32 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
             netns.ip_batch(
                 hns,
                 [
-                    *(
-                        f"address add {a} dev {link.host_iface} nodad"
-                        if ":" in a
-                        else f"address add {a} dev {link.host_iface}"
-                        for a in link.host_addresses
-                    ),
+                    *_address_lines(link.host_iface, link.host_addresses),
                     f"link set {link.host_iface} up",
                 ],
             )
             netns.ip_batch(
                 up_ns,
                 [
-                    *(
-                        f"address add {a} dev {link.upstream_iface} nodad"
-                        if ":" in a
-                        else f"address add {a} dev {link.upstream_iface}"
-                        for a in link.upstream_addresses
-                    ),
+                    *_address_lines(link.upstream_iface, link.upstream_addresses),
                     f"link set {link.upstream_iface} up",
                 ],
             )
-        _setup_bridge(hns, bridge, fleet)
-    for vm in plan.vms:
-        hns = plan.host_ns(vm.host)
-        netns.veth(vm.namespace, "eth0", hns, vm.host_port)
-        v4 = [a for a in vm.addresses if ":" not in a]
-        v6 = [a for a in vm.addresses if ":" in a]
-        # The guest, configured as cloud-init would: /32 and /128, on-link gateways.
-        netns.ip_batch(
-            vm.namespace,
-            [
-                f"link set eth0 address {vm.mac}",
-                "link set eth0 up",
-                *(f"address add {a}/32 dev eth0" for a in v4),
-                *(f"address add {a}/128 dev eth0 nodad" for a in v6),
-                *([f"route add default via {fleet.fabric.gateway4} dev eth0 onlink"] if v4 else []),
-                *([f"route add ::/0 via {fleet.fabric.gateway6} dev eth0"] if v6 else []),
-            ],
-        )
-        # The hypervisor: port on the bridge, host route + permanent neighbour per address.
-        netns.ip_batch(
+        # The hypervisor's bridge, by frrctl itself, as on a real host.
+        frrctl(
             hns,
-            [
-                f"link set {vm.host_port} master {bridge}",
-                f"link set {vm.host_port} up",
-                *(f"route add {a} dev {bridge}" for a in vm.addresses),
-                *(
-                    f"neigh replace {a} lladdr {vm.mac} dev {bridge} nud permanent"
-                    for a in vm.addresses
-                ),
-            ],
+            "host",
+            "setup",
+            "--bridge",
+            fleet.fabric.bridge,
+            "--state-dir",
+            str(lab.host_state(host.hostname)),
         )
+    for vm in plan.vms:
+        netns.veth(vm.namespace, "eth0", plan.host_ns(vm.host), vm.host_port)
+        netns.ip(vm.namespace, "link", "set", "eth0", "address", vm.mac)
+        configure_guest(lab, vm)
+        plug(lab, vm, vm.host)
     # FRR on every host, from the rendered files
     for host in fleet.hosts:
         role = host.hostname
@@ -275,17 +261,61 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
         )
 
 
-def _setup_bridge(ns: str, bridge: str, fleet: Fleet) -> None:
-    """cloudbr0 as the rendered bridge config describes it (until `host setup` does it)."""
-    netns.ip_batch(
-        ns,
-        [
-            f"link add {bridge} type bridge stp_state 0 forward_delay 0",
-            f"link set {bridge} addrgenmode none",
-            f"address add {fleet.fabric.gateway4}/32 dev {bridge}",
-            f"address add {fleet.fabric.gateway6}/64 dev {bridge} nodad",
-            f"link set {bridge} up",
-        ],
+def _address_lines(iface: str, addresses: tuple[str, ...]) -> list[str]:
+    return [f"address add {a} dev {iface}" + (" nodad" if ":" in a else "") for a in addresses]
+
+
+def frrctl(ns: str, *args: str) -> str:
+    """Run frrctl itself inside a namespace, as a libvirt or CloudStack hook would."""
+    return netns.ns_run(ns, [sys.executable, "-m", "frrctl.cli", *args]).stdout
+
+
+def configure_guest(lab: Lab, vm: VmPlan) -> None:
+    """Configure the VM namespace from frrctl's generated guest configuration."""
+    fabric = lab.plan.fleet.fabric
+    script = frrctl(
+        vm.namespace, "guest-config", "--format", "ip", "--mac", vm.mac, "--ip", *vm.addresses
+    )
+    if fabric.gateway4 != "169.254.0.1" or fabric.gateway6 != "fe80::1":
+        raise LabError("the lab's guests use the default gateways 169.254.0.1 and fe80::1")
+    for line in script.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] != "ip":
+            raise LabError(f"unexpected guest command: {line}")
+        netns.ns_run(vm.namespace, words)
+
+
+def plug(lab: Lab, vm: VmPlan, hostname: str) -> None:
+    frrctl(
+        lab.plan.host_ns(hostname),
+        "instance",
+        "plug",
+        vm.name,
+        "--mac",
+        vm.mac,
+        "--ip",
+        *vm.addresses,
+        "--port",
+        vm.host_port,
+        "--bridge",
+        lab.plan.fleet.fabric.bridge,
+        "--state-dir",
+        str(lab.host_state(hostname)),
+    )
+
+
+def unplug(lab: Lab, vm: VmPlan, hostname: str) -> None:
+    frrctl(
+        lab.plan.host_ns(hostname),
+        "instance",
+        "unplug",
+        vm.name,
+        "--bridge",
+        lab.plan.fleet.fabric.bridge,
+        "--state-dir",
+        str(lab.host_state(hostname)),
     )
 
 

@@ -66,6 +66,12 @@ class LabPlan:
             *(vm.namespace for vm in self.vms),
         ]
 
+    def vm(self, name: str) -> VmPlan:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(name)
+
     def links_of(self, hostname: str) -> list[UplinkLink]:
         return [link for link in self.links if link.host == hostname]
 
@@ -98,7 +104,9 @@ def _upstream_iface(hostname: str, ifname: str, host_index: int, uplink_index: i
     return name if len(name) <= 15 else f"h{host_index}u{uplink_index}"
 
 
-def plan_lab(fleet: Fleet, prefix: str) -> LabPlan:
+def plan_lab(fleet: Fleet, prefix: str, moves: dict[str, str] | None = None) -> LabPlan:
+    """The lab of `fleet`; `moves` (VM -> host) records VMs migrated since `up`."""
+    moves = moves or {}
     links = []
     for hi, host in enumerate(fleet.hosts):
         for ui, uplink in enumerate(host.uplinks):
@@ -116,7 +124,7 @@ def plan_lab(fleet: Fleet, prefix: str) -> LabPlan:
     vms = tuple(
         VmPlan(
             name=vm.name,
-            host=vm.host,
+            host=moves.get(vm.name, vm.host),
             mac=vm.mac,
             addresses=tuple(vm.addresses),
             namespace=f"{prefix}-vm-{vm.name}",

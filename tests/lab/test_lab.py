@@ -169,6 +169,94 @@ def test_upstream_extras_and_other_hosts_routes_never_reach_a_host(lab: runner.L
             assert check.ok, check
 
 
+def drops(lab: runner.Lab, host: str, vm: str) -> dict[str, int]:
+    out = runner.frrctl(
+        lab.plan.host_ns(host),
+        "instance",
+        "list",
+        "--counters",
+        "--json",
+        "--state-dir",
+        str(lab.host_state(host)),
+    )
+    instance = next(i for i in json.loads(out)["instances"] if i["name"] == vm)
+    return {rule: c["packets"] for rule, c in instance["drops"].items()}
+
+
+def vm_ping(lab: runner.Lab, vm: str, target: str, source: str | None = None) -> bool:
+    cmd = [
+        "ip",
+        "netns",
+        "exec",
+        lab.plan.vm(vm).namespace,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        *(["-I", source] if source else []),
+        target,
+    ]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+# An ARP reply from vm2 claiming vm1's address (sent on the VM's own link).
+FORGED_ARP = """
+import socket, struct, sys
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+claim = socket.inet_aton(sys.argv[2])
+gateway = socket.inet_aton("169.254.0.1")
+frame = (b"\\xff" * 6 + mac + struct.pack("!H", 0x0806)
+         + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + claim + b"\\xff" * 6 + gateway)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(3):
+    s.send(frame)
+"""
+
+
+def test_spoofing_vm_reaches_nothing_while_legit_traffic_flows(lab: runner.Lab) -> None:
+    vm2 = lab.plan.vm("vm2")  # 192.0.2.100 on hv1
+    loopback = lab.plan.fleet.lab.upstream.loopback4
+    assert vm_ping(lab, "vm2", loopback)
+    before = drops(lab, vm2.host, "vm2")
+    netns.ip(vm2.namespace, "address", "add", "192.0.2.55/32", "dev", "eth0")
+    try:
+        assert not vm_ping(lab, "vm2", loopback, source="192.0.2.55")  # forged source IP
+    finally:
+        netns.ip(vm2.namespace, "address", "del", "192.0.2.55/32", "dev", "eth0")
+    netns.ip(vm2.namespace, "link", "set", "eth0", "address", "52:54:00:00:99:99")
+    try:
+        assert not vm_ping(lab, "vm2", loopback)  # forged source MAC
+    finally:
+        netns.ip(vm2.namespace, "link", "set", "eth0", "address", vm2.mac)
+    netns.ns_run(vm2.namespace, [sys.executable, "-c", FORGED_ARP, vm2.mac, "192.0.2.10"])
+    after = drops(lab, vm2.host, "vm2")
+    assert after["ip4-src"] > before["ip4-src"]
+    assert after["mac"] > before["mac"]
+    assert after["arp-ip"] > before["arp-ip"]
+    assert vm_ping(lab, "vm2", loopback)  # legitimate traffic still flows
+    assert vm_ping(lab, "vm1", loopback)  # and vm1's address was not stolen
+
+
+def test_migration_keeps_the_fabric_exact(lab: runner.Lab) -> None:
+    from frrctl.lab.migrate import migrate
+
+    result = migrate(lab, "vm3", "hv1")  # unnumbered BGP host -> numbered BGP host
+    print(json.dumps(result.as_dict()))
+    assert (result.source, result.destination) == ("hv2", "hv1")
+    for ping in result.pings:
+        assert ping.received > 0 and ping.sent > ping.lost
+    moved = runner.attach(lab.state_dir)
+    assert moved.plan.vm("vm3").host == "hv1"
+    report = collect(moved, pings=True, reload_test=False)
+    assert report.ok, [c for c in report.checks if not c.ok]
+
+
 def test_up_again_removes_leftovers_and_down_removes_everything(lab: runner.Lab) -> None:
     """A second `up` on the same state dir (a crashed run) replaces the first one."""
     old = set(lab.plan.namespaces())
