@@ -37,5 +37,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
 "$VENV/bin/pip" install -q -e "$HERE[dev]"
-ln -sf "$VENV/bin/frrctl" /usr/local/bin/frrctl
+# FRRCTL_NO_LINK=1: leave /usr/local/bin/frrctl alone (a second checkout, CI dry runs).
+[ -n "${FRRCTL_NO_LINK:-}" ] || ln -sf "$VENV/bin/frrctl" /usr/local/bin/frrctl
 echo "setup: ready ($("$VENV/bin/frrctl" --version 2>/dev/null || echo frrctl))" >&2
