@@ -301,7 +301,9 @@ class Host:
         plan.update(rules=rules, table=table, chain=chain, link=port_link,
                     lls=[str(a) for a in lls], any_ll=any_ll)  # fmt: skip
         nft_ok = (
-            table.chains.get(chain) == f"frrctl {digest}" and table.elements.get(new.port) == chain
+            table.chains.get(chain) == f"frrctl {digest}"
+            and table.elements.get(new.port) == chain
+            and table.rule_counts.get(chain, 0) == len(rules)
         )
         enslave = port_link.master != br.index
         flags = {} if enslave else self._brport(port_link)
@@ -354,13 +356,7 @@ class Host:
             ipr.link("set", index=link.index, state="up")
             setup["set_up"] = True
         if not plan["nft_ok"]:
-            table = plan["table"]
-            old_elem = old_port if old_port and old_port != new.port else None
-            script = plug_script(
-                new.name, new.port, plan["rules"],
-                old_port=old_elem if old_elem in table.elements else None,
-                have_element=new.port in table.elements,
-            )  # fmt: skip
+            script = plug_script(new.name, new.port, plan["rules"], plan["table"])
             self.nft.run(script)
         setup["link_locals"] = plan["lls"]
         setup["any_link_local"] = plan["any_ll"]
@@ -458,6 +454,22 @@ class Host:
             port=inst.port,
         )  # fmt: skip
 
+    @staticmethod
+    def _rules(inst: Instance) -> list[str]:
+        import ipaddress
+
+        raw = inst.port_setup.get("link_locals")
+        lls = [ipaddress.ip_address(str(a)) for a in raw] if isinstance(raw, list) else []
+        if not lls:
+            lls = [eui64_link_local(inst.mac)]
+        return port_rules(
+            inst.mac, inst.addresses, lls, bool(inst.port_setup.get("any_link_local"))
+        )
+
+    @classmethod
+    def _digest(cls, inst: Instance) -> str:
+        return rules_hash(cls._rules(inst), str(inst.port))
+
     # -- list / drift ------------------------------------------------------------
     def listing(self, counters: bool = False) -> dict[str, Any]:
         insts = self.store.all(self.bridge)
@@ -494,6 +506,10 @@ class Host:
                     drift.append({"port": inst.port, "problem": "port not on the bridge"})
                 if chain not in table.chains:
                     drift.append({"port": inst.port, "problem": "nftables chain missing"})
+                elif table.chains[chain] != f"frrctl {self._digest(inst)}" or (
+                    table.rule_counts.get(chain, 0) != len(self._rules(inst))
+                ):
+                    drift.append({"port": inst.port, "problem": "nftables rules differ"})
                 elif table.elements.get(inst.port) != chain:
                     drift.append({"port": inst.port, "problem": "nftables port map entry missing"})
             entry: dict[str, Any] = inst.to_json()

@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from frrctl.errors import FrrctlError
@@ -33,6 +33,7 @@ from frrctl.pools import IPAddress
 TABLE = "frrctl"
 PORT_MAP = "ports"
 PRIO_BRIDGE = -200
+CHAIN_COMMENT_RE = re.compile(r'chain (\S+) \{\n\s+comment "([^"]*)"')
 DROP_REASONS = ("mac", "arp-mac", "arp-ip", "arp-other", "ip4-src", "ip4-redirect",
                 "ip6-src", "ip6-unspec", "ip6-ra-redirect", "na-target", "nd-lladdr",
                 "ethertype")  # fmt: skip
@@ -124,10 +125,13 @@ def rules_hash(rules: Sequence[str], port: str) -> str:
     return hashlib.sha256(("\n".join(rules) + "\n" + port).encode()).hexdigest()[:16]
 
 
-def plug_script(
-    instance: str, port: str, rules: Sequence[str], old_port: str | None, have_element: bool
-) -> str:
-    """One transaction: (re)create the instance chain and point the port at it."""
+def plug_script(instance: str, port: str, rules: Sequence[str], table: PortTable) -> str:
+    """One transaction: (re)create the instance chain and point the port at it.
+
+    The chain is deleted and created again (not flushed) so that its comment,
+    the digest of its rules, is always the current one; map elements that
+    point at it, or that name the port, are removed first and re-added.
+    """
     chain = chain_name(instance)
     digest = rules_hash(rules, port)
     lines = [
@@ -138,15 +142,13 @@ def plug_script(
         f"flush chain bridge {TABLE} prerouting",
         f"add rule bridge {TABLE} prerouting iifname vmap @{PORT_MAP}",
     ]
-    if old_port is not None:
-        lines.append(f'delete element bridge {TABLE} {PORT_MAP} {{ "{old_port}" }}')
-    lines += [
-        f'add chain bridge {TABLE} {chain} {{ comment "frrctl {digest}"; }}',
-        f"flush chain bridge {TABLE} {chain}",
-    ]
+    for elem_port, target in sorted(table.elements.items()):
+        if target == chain or elem_port == port:
+            lines.append(f'delete element bridge {TABLE} {PORT_MAP} {{ "{elem_port}" }}')
+    if chain in table.chains:
+        lines += [f"flush chain bridge {TABLE} {chain}", f"delete chain bridge {TABLE} {chain}"]
+    lines.append(f'add chain bridge {TABLE} {chain} {{ comment "frrctl {digest}"; }}')
     lines += [f"add rule bridge {TABLE} {chain} {rule}" for rule in rules]
-    if have_element and old_port != port:
-        lines.append(f'delete element bridge {TABLE} {PORT_MAP} {{ "{port}" }}')
     lines.append(f'add element bridge {TABLE} {PORT_MAP} {{ "{port}" : jump {chain} }}')
     return "\n".join(lines) + "\n"
 
@@ -182,6 +184,7 @@ class PortTable:
 
     chains: dict[str, str]
     elements: dict[str, str]  # port -> chain it jumps to
+    rule_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> PortTable:
@@ -226,14 +229,24 @@ class Nft:
             return table
         for item in items:
             if "chain" in item:
-                table.chains[item["chain"]["name"]] = item["chain"].get("comment", "")
+                table.chains[item["chain"]["name"]] = ""
+            elif "rule" in item:
+                name = item["rule"]["chain"]
+                table.rule_counts[name] = table.rule_counts.get(name, 0) + 1
             elif "map" in item and item["map"]["name"] == PORT_MAP:
                 for elem in item["map"].get("elem", []):
-                    key, verdict = elem
-                    target = (
-                        verdict.get("jump", {}).get("target") if isinstance(verdict, dict) else None
-                    )
-                    table.elements[str(key)] = str(target)
+                    port, verdict = elem
+                    target = None
+                    if isinstance(verdict, dict):
+                        target = verdict.get("jump", {}).get("target")
+                    table.elements[str(port)] = str(target)
+        # nft 1.0's JSON leaves chain comments out: read them from the text form.
+        proc = subprocess.run(
+            [self.binary, "list", "table", "bridge", TABLE], capture_output=True, text=True
+        )
+        for name, comment in CHAIN_COMMENT_RE.findall(proc.stdout):
+            if name in table.chains:
+                table.chains[name] = comment
         return table
 
     def counters(self, instance: str) -> dict[str, dict[str, int]]:
