@@ -65,6 +65,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_migrate)
 
+    p = labsub.add_parser(
+        "bench",
+        help="FRR's native redistribution vs the frrctl daemon's drivers, in one run",
+        description="Builds a one-host bench lab (in STATE_DIR/bench) and measures, in turn, "
+        "native `redistribute kernel` and the frrctl daemon with each driver: one prefix "
+        "from the kernel to the ExaBGP peer (and its withdrawal), bulk sets until the peer "
+        "has them all, recovery after bgpd is killed, the daemon's memory. Prints a table "
+        "with each phase's ratio to native and writes JSON.",
+    )
+    p.add_argument("--samples", type=int, default=50, help="single-prefix samples (default 50)")
+    p.add_argument("--bulk", type=int, nargs="+", default=[1000, 10000],
+                   help="bulk sizes (default 1000 10000)")
+    p.add_argument("--drivers", nargs="*", default=["vtysh", "grpc"],
+                   choices=["vtysh", "grpc"], help="daemon drivers to measure (none: native)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write the results as JSON to FILE")
+    p.set_defaults(func=cmd_bench)
+
     p = labsub.add_parser("down", help="remove every namespace, process and file of the lab")
     p.set_defaults(func=cmd_down)
 
@@ -108,6 +126,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     )
     for ping in result.pings:
         print(f"  {ping.address}: {ping.sent} pings sent every 10 ms, {ping.lost} lost")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from frrctl.lab.bench import format_table, run_bench
+
+    def progress(text: str) -> None:
+        print(f"bench: {text}", flush=True)
+
+    results = run_bench(args.state_dir / "bench", args.samples, tuple(args.bulk),
+                        tuple(args.drivers), progress=progress)
+    print(format_table(results))
+    if args.json:
+        args.json.write_text(json.dumps([r.summary() for r in results], indent=2))
+        print(f"bench: results in {args.json}")
     return 0
 
 

@@ -106,7 +106,12 @@ def chown_frr(path: Path) -> None:
 
 
 def start_frr_daemon(
-    ns: str, hostname: str, daemon: str, workdir: Path, extra: Sequence[str] = ()
+    ns: str,
+    hostname: str,
+    daemon: str,
+    workdir: Path,
+    extra: Sequence[str] = (),
+    sbin: Path = FRR_SBIN,
 ) -> None:
     """Start one FRR daemon in `ns` with its own UTS namespace (so `hostname` is right).
 
@@ -118,17 +123,18 @@ def start_frr_daemon(
     if not empty.exists():
         empty.write_text("")
     pidfile = vty / f"{daemon}.pid"
+    sock = vty / f"{daemon}.vty"
+    sock.unlink(missing_ok=True)  # a killed daemon leaves its socket behind
     cmd = [
         "ip", "netns", "exec", ns, "unshare", "--uts", "/bin/sh", "-c",
         'hostname "$0" && exec "$@"', hostname,
-        str(FRR_SBIN / daemon), "-d", "-N", ns, "-f", str(empty), "-i", str(pidfile),
+        str(sbin / daemon), "-d", "-N", ns, "-f", str(empty), "-i", str(pidfile),
         "--vty_socket", str(vty), "-z", str(vty / "zserv.api"), "-P", "0",
         "--log", f"file:{workdir / daemon}.log", *extra,
     ]  # fmt: skip
     result = run(cmd, check=False)
     if result.returncode != 0:
         raise LabError(f"{ns}: {daemon} failed to start: {result.stderr.strip()}")
-    sock = vty / f"{daemon}.vty"
     deadline = time.monotonic() + 15
     while not sock.exists():
         if time.monotonic() > deadline:

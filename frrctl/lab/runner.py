@@ -6,11 +6,13 @@ The state file is written before anything is created, so that a crashed run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ class Lab:
     plan: LabPlan
     state_dir: Path
     inventory: Path
+    frr_sbin: Path = netns.FRR_SBIN  # FRR daemons: Debian's, or the gRPC-enabled build
 
     @property
     def workdir(self) -> Path:
@@ -78,7 +81,8 @@ def attach(state_dir: Path) -> Lab:
     fleet = load_inventory(inventory)
     moves = state.get("moves") or {}
     assert isinstance(moves, dict)
-    return Lab(plan_lab(fleet, str(state["prefix"]), moves), state_dir, inventory)
+    sbin = Path(str(state.get("frr_sbin") or netns.FRR_SBIN))
+    return Lab(plan_lab(fleet, str(state["prefix"]), moves), state_dir, inventory, sbin)
 
 
 def _record_move(state_dir: Path, vm: str, host: str) -> None:
@@ -107,7 +111,12 @@ def down(state_dir: Path) -> list[str]:
     return removed
 
 
-def up(inventory: Path, state_dir: Path = DEFAULT_STATE_DIR, wait: float = 90) -> Lab:
+def up(
+    inventory: Path,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    wait: float = 90,
+    frr_sbin: Path = netns.FRR_SBIN,
+) -> Lab:
     fleet = load_inventory(inventory)  # exit 2 before anything is touched
     rendered = render_fleet(fleet)
     for hostname, files in rendered.items():
@@ -116,7 +125,7 @@ def up(inventory: Path, state_dir: Path = DEFAULT_STATE_DIR, wait: float = 90) -
     if leftovers:
         log.warning("removed leftovers of an earlier lab run: %s", ", ".join(leftovers))
     prefix = "fl" + secrets.token_hex(3)
-    lab = Lab(plan_lab(fleet, prefix), state_dir, inventory.resolve())
+    lab = Lab(plan_lab(fleet, prefix), state_dir, inventory.resolve(), frr_sbin)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # FRR (user frr) reads its config and sockets below it
     (state_dir / STATE_FILE).write_text(
@@ -126,6 +135,7 @@ def up(inventory: Path, state_dir: Path = DEFAULT_STATE_DIR, wait: float = 90) -
                 "inventory": str(inventory.resolve()),
                 "namespaces": lab.plan.namespaces(),
                 "started": time.time(),
+                "frr_sbin": str(frr_sbin),
             },
             indent=2,
         )
@@ -230,13 +240,15 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
             workdir,
             daemons,
             workdir / "etc" / "frr.conf",
+            lab.frr_sbin,
+            _modules(files["daemons"]),
         )
     # The upstream router
     workdir = lab.nsdir("upstream")
     _prepare_dir(workdir)
     conf = workdir / "frr.conf"
     conf.write_text(upstream_config(plan))
-    _start_frr(up_ns, "upstream", workdir, upstream_daemons(plan), conf)
+    _start_frr(up_ns, "upstream", workdir, upstream_daemons(plan), conf, lab.frr_sbin)
     # The ExaBGP test peer
     xdir = lab.nsdir("xbgp")
     xdir.mkdir(parents=True, exist_ok=True)
@@ -328,11 +340,49 @@ def _enabled(daemons_file: str) -> list[str]:
     return out
 
 
-def _start_frr(ns: str, hostname: str, workdir: Path, daemons: list[str], conf: Path) -> None:
+def _modules(daemons_file: str) -> dict[str, list[str]]:
+    """`-M module` options of each daemon in a daemons file (e.g. bgpd `-M grpc:50051`)."""
+    out: dict[str, list[str]] = {}
+    for line in daemons_file.splitlines():
+        name, sep, value = line.partition("_options=")
+        if not sep:
+            continue
+        words = value.strip().strip('"').split()
+        out[name.strip()] = [w for i, w in enumerate(words) if w == "-M" or
+                             (i > 0 and words[i - 1] == "-M")]
+    return out
+
+
+def _start_frr(
+    ns: str,
+    hostname: str,
+    workdir: Path,
+    daemons: list[str],
+    conf: Path,
+    sbin: Path = netns.FRR_SBIN,
+    modules: dict[str, list[str]] | None = None,
+) -> None:
     for daemon in daemons:
         extra = ["-s", "90000000"] if daemon == "zebra" else []
-        netns.start_frr_daemon(ns, hostname, daemon, workdir, extra)
+        extra += (modules or {}).get(daemon, [])
+        netns.start_frr_daemon(ns, hostname, daemon, workdir, extra, sbin)
     netns.vtysh_load(ns, workdir / "vty", conf)
+
+
+def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
+    """Kill one FRR daemon of a host (SIGKILL), start it again and reload frr.conf,
+    as watchfrr and `vtysh -b` would."""
+    workdir = lab.nsdir(hostname)
+    pidfile = workdir / "vty" / f"{daemon}.pid"
+    pid = int(pidfile.read_text().strip())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    modules = _modules((workdir / "etc" / "daemons").read_text())
+    _start_frr(lab.plan.host_ns(hostname), hostname, workdir, [daemon],
+               workdir / "etc" / "frr.conf", lab.frr_sbin, modules)
 
 
 def _wait_converged(lab: Lab, timeout: float) -> None:

@@ -64,25 +64,30 @@ def exabgp_prefixes(lines: Iterable[str]) -> set[str]:
     """Prefixes the ExaBGP peer holds now: announces minus withdrawals, reset on session loss."""
     held: set[str] = set()
     for line in lines:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("type") == "state" and msg.get("neighbor", {}).get("state") in (
-            "down",
-            "connected",
-        ):
-            held.clear()
-            continue
-        if msg.get("type") != "update":
-            continue
-        update = msg.get("neighbor", {}).get("message", {}).get("update", {})
-        for family in update.get("announce", {}).values():
-            for routes in family.values():
-                held |= {_nlri(r) for r in routes}
-        for routes in update.get("withdraw", {}).values():
-            held -= {_nlri(r) for r in routes}
+        apply_exabgp_line(held, line)
     return held
+
+
+def apply_exabgp_line(held: set[str], line: str) -> None:
+    """Update `held` with one line of ExaBGP's JSON API output."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return
+    if msg.get("type") == "state" and msg.get("neighbor", {}).get("state") in (
+        "down",
+        "connected",
+    ):
+        held.clear()
+        return
+    if msg.get("type") != "update":
+        return
+    update = msg.get("neighbor", {}).get("message", {}).get("update", {})
+    for family in update.get("announce", {}).values():
+        for routes in family.values():
+            held.update(_nlri(r) for r in routes)
+    for routes in update.get("withdraw", {}).values():
+        held.difference_update(_nlri(r) for r in routes)
 
 
 def _nlri(route: Any) -> str:

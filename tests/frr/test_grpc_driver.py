@@ -134,7 +134,8 @@ def test_bgpd_restart(grpc_fabric: Fabric, driver: GrpcDriver) -> None:
     started = time.monotonic()
     result = driver.reconcile({P("192.0.2.60/32"): False})
     assert result.plan.announce
-    assert time.monotonic() - started < 1.0
+    # Speed is reported, never asserted (benchmarks print numbers).
+    print(f"re-announced {time.monotonic() - started:.3f} s after bgpd was started again")
     assert all(driver.read_state().rmap_ok.values())
     fab.wait_established()
     fab.wait_upstream(lambda got: "192.0.2.60/32" in got)

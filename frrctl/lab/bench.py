@@ -1,0 +1,288 @@
+"""`frrctl lab bench`: FRR's native redistribution vs the frrctl daemon, on one lab.
+
+One hypervisor (`bench`) peers with the upstream, which passes everything on
+to the ExaBGP peer. The same running lab is measured in turn with
+- native:  `redistribute kernel route-map only-cloud` (FRR alone),
+- each daemon driver (controller mode: BGP has no `redistribute kernel`).
+Every phase uses the same FRR binaries, the same kernel and the same peer.
+Times are taken from the moment the route is written to the kernel (one
+long-lived `ip -batch` process, so no process start is measured) until the
+ExaBGP peer's API process has written the update to its record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frrctl.inventory import Fleet, parse_inventory
+from frrctl.lab.netns import LabError
+from frrctl.lab.verify import apply_exabgp_line
+
+BENCH_HOST = "bench"
+BENCH_POOL4 = ipaddress.IPv4Network("198.19.0.0/16")  # benchmark range (198.18.0.0/15)
+BENCH_MAC = "52:54:00:be:0c:01"
+
+
+def bench_inventory() -> dict[str, Any]:
+    return {
+        "fabric": {"pools": {"ipv4": [str(BENCH_POOL4)], "ipv6": ["2001:db8:b::/64"]}},
+        "hosts": [{
+            "hostname": BENCH_HOST,
+            "router-id": "198.51.100.99",
+            "asn": 65099,
+            "remote-as": 65000,
+            "uplinks": [{"interface": "eth0", "addresses": ["198.18.0.1/31"],
+                         "bgp": {"neighbors": ["198.18.0.0"]}}],
+        }],
+    }
+
+
+def bench_fleet() -> Fleet:
+    return parse_inventory(bench_inventory())
+
+
+class PeerRecord:
+    """Follows the ExaBGP record file as it grows: the prefixes the peer holds now."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+        self.held: set[str] = set()
+
+    def poll(self) -> None:
+        with open(self.path) as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+            self.offset = handle.tell()
+        if not data:
+            return
+        lines = (self.partial + data).split("\n")
+        self.partial = lines.pop()  # an unfinished last line waits for the next poll
+        for line in lines:
+            apply_exabgp_line(self.held, line)
+
+    def wait(self, predicate: Callable[[set[str]], bool], timeout: float) -> float:
+        """Poll until `predicate(held)`; return the monotonic time it became true."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if predicate(self.held):
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise LabError(f"the ExaBGP peer did not get there within {timeout:.0f} s "
+                               f"(holds {len(self.held)} prefixes)")
+            time.sleep(0.0005)
+
+
+class KernelWriter:
+    """One `ip -batch -` process in the host namespace: routes reach the kernel at once."""
+
+    def __init__(self, ns: str, bridge: str) -> None:
+        self.bridge = bridge
+        self.proc = subprocess.Popen(["ip", "-n", ns, "-force", "-batch", "-"],
+                                     stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def add(self, prefixes: Iterable[str]) -> None:
+        self._write(line for p in prefixes for line in (
+            f"route add {p} dev {self.bridge}",
+            f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge} nud permanent",
+        ))
+
+    def delete(self, prefixes: Iterable[str]) -> None:
+        self._write(line for p in prefixes for line in (
+            f"neigh del {p.split('/')[0]} dev {self.bridge}",
+            f"route del {p} dev {self.bridge}",
+        ))
+
+    def _write(self, lines: Iterator[str]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("".join(f"{line}\n" for line in lines))
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def addresses(start: int, count: int) -> list[str]:
+    base = int(BENCH_POOL4.network_address)
+    return [f"{ipaddress.IPv4Address(base + start + i)}/32" for i in range(count)]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    announce_ms: list[float] = field(default_factory=list)
+    withdraw_ms: list[float] = field(default_factory=list)
+    bulk_s: dict[int, float] = field(default_factory=dict)
+    bulk_withdraw_s: dict[int, float] = field(default_factory=dict)
+    recovery_s: float | None = None
+    daemon_rss_mb: float | None = None
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        def stats(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            return {"p50": round(statistics.median(values), 1),
+                    "p99": round(percentile(values, 99), 1),
+                    "n": len(values)}
+        return {
+            "name": self.name,
+            "announce_ms": stats(self.announce_ms),
+            "withdraw_ms": stats(self.withdraw_ms),
+            "bulk_s": {str(k): round(v, 3) for k, v in self.bulk_s.items()},
+            "bulk_withdraw_s": {str(k): round(v, 3) for k, v in self.bulk_withdraw_s.items()},
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
+            "daemon_rss_mb": self.daemon_rss_mb,
+            "note": self.note,
+        }
+
+
+def measure(name: str, record: PeerRecord, writer: KernelWriter, samples: int,
+            bulk: list[int], restart_bgpd: Callable[[], None] | None,
+            rss: Callable[[], float | None] = lambda: None, offset: int = 0) -> PhaseResult:
+    """Time announce/withdraw of single prefixes, bulk sets and recovery after bgpd died."""
+    result = PhaseResult(name)
+    record.poll()
+    warmup = addresses(offset + 999, 1)  # first route after a change of mode: not counted
+    writer.add(warmup)
+    record.wait(lambda held: warmup[0] in held, 60)
+    writer.delete(warmup)
+    record.wait(lambda held: warmup[0] not in held, 60)
+    for i in range(samples):
+        (prefix,) = addresses(offset + i, 1)
+        t0 = time.monotonic()
+        writer.add([prefix])
+        t1 = record.wait(lambda held, p=prefix: p in held, 30)
+        result.announce_ms.append((t1 - t0) * 1000)
+        t2 = time.monotonic()
+        writer.delete([prefix])
+        t3 = record.wait(lambda held, p=prefix: p not in held, 30)
+        result.withdraw_ms.append((t3 - t2) * 1000)
+    for count in bulk:
+        prefixes = addresses(offset + 20000, count)
+        want = set(prefixes)
+        t0 = time.monotonic()
+        writer.add(prefixes)
+        t1 = record.wait(lambda held, w=want: w <= held, 300)
+        result.bulk_s[count] = t1 - t0
+        if count == max(bulk):
+            result.daemon_rss_mb = rss()
+            if restart_bgpd is not None:
+                t2 = time.monotonic()
+                restart_bgpd()  # kills bgpd, starts it again and returns when it runs
+                record.wait(lambda held, w=want: not (w <= held), 60)  # the peer saw the loss
+                t3 = record.wait(lambda held, w=want: w <= held, 300)
+                result.recovery_s = t3 - t2
+        t4 = time.monotonic()
+        writer.delete(prefixes)
+        record.wait(lambda held, w=want: not (w & held), 300)
+        result.bulk_withdraw_s[count] = time.monotonic() - t4
+    return result
+
+
+def process_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def kill_pidfile(pidfile: Path) -> None:
+    pid = int(pidfile.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def format_table(results: list[PhaseResult]) -> str:
+    native = results[0].summary()
+    rows = [("phase", "1 prefix p50/p99 ms", "withdraw p50/p99 ms",
+             *[f"{k} at peer s" for k in native["bulk_s"]], "bgpd restart s", "RSS MB",
+             "ratio p50", *[f"ratio {k}" for k in native["bulk_s"]])]
+    for result in results:
+        s = result.summary()
+        a, w = s["announce_ms"], s["withdraw_ms"]
+        ratio = [f"{a['p50'] / native['announce_ms']['p50']:.2f}x"]
+        ratio += [f"{s['bulk_s'][k] / native['bulk_s'][k]:.2f}x" for k in native["bulk_s"]]
+        rows.append((
+            s["name"], f"{a['p50']}/{a['p99']}", f"{w['p50']}/{w['p99']}",
+            *[str(s["bulk_s"].get(k, "-")) for k in native["bulk_s"]],
+            str(s["recovery_s"] if s["recovery_s"] is not None else "-"),
+            str(s["daemon_rss_mb"] if s["daemon_rss_mb"] is not None else "-"),
+            *ratio,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows)
+
+
+# -- the run -------------------------------------------------------------------------
+
+DriverPhase = Callable[["Any", str], "Callable[[], float | None]"]
+
+
+def run_bench(
+    state_dir: Path,
+    samples: int = 50,
+    bulk: tuple[int, ...] = (1000, 10000),
+    drivers: tuple[str, ...] = ("vtysh", "grpc"),
+    frr_sbin: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[PhaseResult]:
+    """Build the bench lab, measure native then every driver, tear it down."""
+    import yaml
+
+    from frrctl.lab import controller, runner
+
+    sbin = frr_sbin or controller.frr_sbin_for(drivers)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    inventory = state_dir / "bench-fleet.yaml"
+    inventory.write_text(yaml.safe_dump(bench_inventory(), sort_keys=False))
+    lab = runner.up(inventory, state_dir, wait=60, frr_sbin=sbin)
+    results: list[PhaseResult] = []
+    writer = KernelWriter(lab.plan.host_ns(BENCH_HOST), lab.plan.fleet.fabric.bridge)
+    try:
+        record = PeerRecord(lab.record)
+        record.wait(lambda held: held == set(), 30)
+
+        def restart() -> None:
+            runner.restart_daemon(lab, BENCH_HOST, "bgpd")
+
+        progress(f"native redistribution ({sbin})")
+        results.append(measure("native", record, writer, samples, list(bulk), restart))
+        for index, driver in enumerate(drivers, start=1):
+            progress(f"frrctl daemon, {driver} driver")
+            daemon = controller.switch_to_controller(lab, BENCH_HOST, driver)
+            try:
+                results.append(measure(
+                    f"daemon-{driver}", record, writer, samples, list(bulk), restart,
+                    rss=lambda d=daemon: process_rss_mb(d.pid), offset=index * 1000,
+                ))
+            finally:
+                controller.stop_daemon(daemon)
+    finally:
+        writer.close()
+        runner.down(state_dir)
+    return results
