@@ -36,6 +36,7 @@ from frrctl.host.netlink import (
     LinkInfo,
     Netlink,
     Op,
+    RouteInfo,
 )
 from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
 from frrctl.host.state import Instance, StateStore
@@ -127,6 +128,7 @@ class Host:
         self.nl = Netlink()
         self.nft = nft or Nft()
         self._store: StateStore | None = None
+        self._bridge_link: LinkInfo | None = None
 
     @property
     def store(self) -> StateStore:
@@ -145,7 +147,9 @@ class Host:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def bridge_link(self) -> LinkInfo:
+    def bridge_link(self, cached: bool = False) -> LinkInfo:
+        if cached and self._bridge_link is not None:
+            return self._bridge_link
         link = self.nl.link(self.bridge)
         if link is None:
             raise FrrctlError(
@@ -154,11 +158,13 @@ class Host:
             )
         if link.kind != "bridge":
             raise FrrctlError(f"{self.bridge} is not a bridge ({link.kind or 'plain device'})")
+        self._bridge_link = link
         return link
 
-    def _route_ok(self, addr: IPAddress, br: int, name: str, owned: bool) -> bool:
+    def _route_ok(
+        self, addr: IPAddress, route: RouteInfo | None, br: int, name: str, owned: bool
+    ) -> bool:
         """True if the host route on the bridge exists; error on a foreign route."""
-        route = self.nl.fib_match(addr)
         if route is None or route.dst.prefixlen != addr.max_prefixlen:
             return False
         if route.oif == br and route.gateway is None and route.table == 254:
@@ -211,9 +217,12 @@ class Host:
 
             routes: dict[IPAddress, bool] = {}
             neighs: dict[IPAddress, tuple[str | None, int] | None] = {}
+            found_routes, found_neighs = self.nl.lookup((*addresses, *removed), br.index)
             for addr in (*addresses, *removed):
-                routes[addr] = self._route_ok(addr, br.index, name, addr in own_before)
-                n = self.nl.neigh_get(addr, br.index)
+                routes[addr] = self._route_ok(
+                    addr, found_routes[addr], br.index, name, addr in own_before
+                )
+                n = found_neighs[addr]
                 neighs[addr] = (n.mac, n.state) if n else None
                 if (
                     n is not None

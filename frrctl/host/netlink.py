@@ -137,11 +137,9 @@ class Netlink:
     def link(self, name: str | None = None, index: int | None = None) -> LinkInfo | None:
         try:
             if index is None:
-                found = self.ipr.link_lookup(ifname=name)
-                if not found:
-                    return None
-                index = found[0]
-            msgs = self.ipr.get_links(index)
+                msgs = self.ipr.link("get", ifname=name)
+            else:
+                msgs = self.ipr.link("get", index=index)
         except NetlinkError as exc:
             if exc.code in (errno.ENODEV, errno.ENOENT):
                 return None
@@ -207,6 +205,47 @@ class Netlink:
             mac = neigh.get_attr("NDA_LLADDR")
             return NeighInfo(mac=mac.lower() if mac else None, state=int(neigh["state"]))
         return None
+
+    def lookup(
+        self, addrs: Sequence[IPAddress], ifindex: int
+    ) -> tuple[dict[IPAddress, RouteInfo | None], dict[IPAddress, NeighInfo | None]]:
+        """fib_match and neigh_get for every address, in one batch (one round trip).
+
+        A request that fails (no route, no entry) simply has no answer.
+        """
+        msgs: list[Any] = []
+        for addr in addrs:
+            route = rtmsg()
+            route["family"] = family_of(addr)
+            route["dst_len"] = addr.max_prefixlen
+            route["flags"] = RTM_F_FIB_MATCH
+            route["attrs"] = [("RTA_DST", str(addr))]
+            route["header"]["type"] = RTM_GETROUTE
+            route["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+            neigh = ndmsg()
+            neigh["family"] = family_of(addr)
+            neigh["ifindex"] = ifindex
+            neigh["attrs"] = [("NDA_DST", str(addr))]
+            neigh["header"]["type"] = RTM_GETNEIGH
+            neigh["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+            msgs += [route, neigh]
+        answers = {
+            int(m["header"]["sequence_number"]): m
+            for m in self.ipr.nlm_request_batch(msgs, noraise=True)
+            if m.get("event") in ("RTM_NEWROUTE", "RTM_NEWNEIGH")
+        }
+        routes: dict[IPAddress, RouteInfo | None] = {}
+        neighs: dict[IPAddress, NeighInfo | None] = {}
+        for i, addr in enumerate(addrs):
+            r = answers.get(int(msgs[2 * i]["header"]["sequence_number"]))
+            routes[addr] = _route_info(r) if r is not None else None
+            n = answers.get(int(msgs[2 * i + 1]["header"]["sequence_number"]))
+            if n is None:
+                neighs[addr] = None
+            else:
+                mac = n.get_attr("NDA_LLADDR")
+                neighs[addr] = NeighInfo(mac.lower() if mac else None, int(n["state"]))
+        return routes, neighs
 
     # -- dumps (list / drift only) --------------------------------------------
     def host_routes(self, ifindex: int) -> dict[IPAddress, RouteInfo]:
