@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=90,
         help="seconds to wait for the routing to converge (0: don't wait)",
     )
+    p.add_argument(
+        "--driver",
+        choices=["vtysh", "grpc"],
+        default=None,
+        help="run every host in controller mode: `frrctl daemon` with this driver "
+        "decides what FRR announces (grpc: FRR built by lab/build-frr-grpc.sh)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = labsub.add_parser("verify", help="compare announced prefixes, kernel tables, pings")
@@ -75,12 +82,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with each phase's ratio to native and writes JSON.",
     )
     p.add_argument("--samples", type=int, default=50, help="single-prefix samples (default 50)")
-    p.add_argument("--bulk", type=int, nargs="+", default=[1000, 10000],
-                   help="bulk sizes (default 1000 10000)")
-    p.add_argument("--drivers", nargs="*", default=["vtysh", "grpc"],
-                   choices=["vtysh", "grpc"], help="daemon drivers to measure (none: native)")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE",
-                   help="write the results as JSON to FILE")
+    p.add_argument(
+        "--bulk", type=int, nargs="+", default=[1000, 10000], help="bulk sizes (default 1000 10000)"
+    )
+    p.add_argument(
+        "--drivers",
+        nargs="*",
+        default=["vtysh", "grpc"],
+        choices=["vtysh", "grpc"],
+        help="daemon drivers to measure (none: native)",
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write the results as JSON to FILE"
+    )
     p.set_defaults(func=cmd_bench)
 
     p = labsub.add_parser("down", help="remove every namespace, process and file of the lab")
@@ -90,7 +104,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="frrctl lab: %(message)s")
     started = time.monotonic()
-    lab = runner.up(args.inventory, args.state_dir, wait=args.wait)
+    lab = runner.up(args.inventory, args.state_dir, wait=args.wait, driver=args.driver)
     plan = lab.plan
     print(
         f"lab {plan.prefix} up in {time.monotonic() - started:.1f} s: "
@@ -135,8 +149,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(f"bench: {text}", flush=True)
 
-    results = run_bench(args.state_dir / "bench", args.samples, tuple(args.bulk),
-                        tuple(args.drivers), progress=progress)
+    results = run_bench(
+        args.state_dir / "bench",
+        args.samples,
+        tuple(args.bulk),
+        tuple(args.drivers),
+        progress=progress,
+    )
     print(format_table(results))
     if args.json:
         args.json.write_text(json.dumps([r.summary() for r in results], indent=2))

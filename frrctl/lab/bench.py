@@ -35,14 +35,21 @@ BENCH_MAC = "52:54:00:be:0c:01"
 def bench_inventory() -> dict[str, Any]:
     return {
         "fabric": {"pools": {"ipv4": [str(BENCH_POOL4)], "ipv6": ["2001:db8:b::/64"]}},
-        "hosts": [{
-            "hostname": BENCH_HOST,
-            "router-id": "198.51.100.99",
-            "asn": 65099,
-            "remote-as": 65000,
-            "uplinks": [{"interface": "eth0", "addresses": ["198.18.0.1/31"],
-                         "bgp": {"neighbors": ["198.18.0.0"]}}],
-        }],
+        "hosts": [
+            {
+                "hostname": BENCH_HOST,
+                "router-id": "198.51.100.99",
+                "asn": 65099,
+                "remote-as": 65000,
+                "uplinks": [
+                    {
+                        "interface": "eth0",
+                        "addresses": ["198.18.0.1/31"],
+                        "bgp": {"neighbors": ["198.18.0.0"]},
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -79,8 +86,10 @@ class PeerRecord:
             if predicate(self.held):
                 return time.monotonic()
             if time.monotonic() > deadline:
-                raise LabError(f"the ExaBGP peer did not get there within {timeout:.0f} s "
-                               f"(holds {len(self.held)} prefixes)")
+                raise LabError(
+                    f"the ExaBGP peer did not get there within {timeout:.0f} s "
+                    f"(holds {len(self.held)} prefixes)"
+                )
             time.sleep(0.0005)
 
 
@@ -89,20 +98,32 @@ class KernelWriter:
 
     def __init__(self, ns: str, bridge: str) -> None:
         self.bridge = bridge
-        self.proc = subprocess.Popen(["ip", "-n", ns, "-force", "-batch", "-"],
-                                     stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            ["ip", "-n", ns, "-force", "-batch", "-"],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     def add(self, prefixes: Iterable[str]) -> None:
-        self._write(line for p in prefixes for line in (
-            f"route add {p} dev {self.bridge}",
-            f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge} nud permanent",
-        ))
+        self._write(
+            line
+            for p in prefixes
+            for line in (
+                f"route add {p} dev {self.bridge}",
+                f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge} nud permanent",
+            )
+        )
 
     def delete(self, prefixes: Iterable[str]) -> None:
-        self._write(line for p in prefixes for line in (
-            f"neigh del {p.split('/')[0]} dev {self.bridge}",
-            f"route del {p} dev {self.bridge}",
-        ))
+        self._write(
+            line
+            for p in prefixes
+            for line in (
+                f"neigh del {p.split('/')[0]} dev {self.bridge}",
+                f"route del {p} dev {self.bridge}",
+            )
+        )
 
     def _write(self, lines: Iterator[str]) -> None:
         assert self.proc.stdin is not None
@@ -141,9 +162,12 @@ class PhaseResult:
         def stats(values: list[float]) -> dict[str, float] | None:
             if not values:
                 return None
-            return {"p50": round(statistics.median(values), 1),
-                    "p99": round(percentile(values, 99), 1),
-                    "n": len(values)}
+            return {
+                "p50": round(statistics.median(values), 1),
+                "p99": round(percentile(values, 99), 1),
+                "n": len(values),
+            }
+
         return {
             "name": self.name,
             "announce_ms": stats(self.announce_ms),
@@ -156,9 +180,16 @@ class PhaseResult:
         }
 
 
-def measure(name: str, record: PeerRecord, writer: KernelWriter, samples: int,
-            bulk: list[int], restart_bgpd: Callable[[], None] | None,
-            rss: Callable[[], float | None] = lambda: None, offset: int = 0) -> PhaseResult:
+def measure(
+    name: str,
+    record: PeerRecord,
+    writer: KernelWriter,
+    samples: int,
+    bulk: list[int],
+    restart_bgpd: Callable[[], None] | None,
+    rss: Callable[[], float | None] = lambda: None,
+    offset: int = 0,
+) -> PhaseResult:
     """Time announce/withdraw of single prefixes, bulk sets and recovery after bgpd died."""
     result = PhaseResult(name)
     record.poll()
@@ -219,21 +250,34 @@ def kill_pidfile(pidfile: Path) -> None:
 
 def format_table(results: list[PhaseResult]) -> str:
     native = results[0].summary()
-    rows = [("phase", "1 prefix p50/p99 ms", "withdraw p50/p99 ms",
-             *[f"{k} at peer s" for k in native["bulk_s"]], "bgpd restart s", "RSS MB",
-             "ratio p50", *[f"ratio {k}" for k in native["bulk_s"]])]
+    rows = [
+        (
+            "phase",
+            "1 prefix p50/p99 ms",
+            "withdraw p50/p99 ms",
+            *[f"{k} at peer s" for k in native["bulk_s"]],
+            "bgpd restart s",
+            "RSS MB",
+            "ratio p50",
+            *[f"ratio {k}" for k in native["bulk_s"]],
+        )
+    ]
     for result in results:
         s = result.summary()
         a, w = s["announce_ms"], s["withdraw_ms"]
         ratio = [f"{a['p50'] / native['announce_ms']['p50']:.2f}x"]
         ratio += [f"{s['bulk_s'][k] / native['bulk_s'][k]:.2f}x" for k in native["bulk_s"]]
-        rows.append((
-            s["name"], f"{a['p50']}/{a['p99']}", f"{w['p50']}/{w['p99']}",
-            *[str(s["bulk_s"].get(k, "-")) for k in native["bulk_s"]],
-            str(s["recovery_s"] if s["recovery_s"] is not None else "-"),
-            str(s["daemon_rss_mb"] if s["daemon_rss_mb"] is not None else "-"),
-            *ratio,
-        ))
+        rows.append(
+            (
+                s["name"],
+                f"{a['p50']}/{a['p99']}",
+                f"{w['p50']}/{w['p99']}",
+                *[str(s["bulk_s"].get(k, "-")) for k in native["bulk_s"]],
+                str(s["recovery_s"] if s["recovery_s"] is not None else "-"),
+                str(s["daemon_rss_mb"] if s["daemon_rss_mb"] is not None else "-"),
+                *ratio,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows)
 
@@ -276,10 +320,18 @@ def run_bench(
             progress(f"frrctl daemon, {driver} driver")
             daemon = controller.switch_to_controller(lab, BENCH_HOST, driver)
             try:
-                results.append(measure(
-                    f"daemon-{driver}", record, writer, samples, list(bulk), restart,
-                    rss=lambda d=daemon: process_rss_mb(d.pid), offset=index * 1000,
-                ))
+                results.append(
+                    measure(
+                        f"daemon-{driver}",
+                        record,
+                        writer,
+                        samples,
+                        list(bulk),
+                        restart,
+                        rss=lambda d=daemon: process_rss_mb(d.pid),
+                        offset=index * 1000,
+                    )
+                )
             finally:
                 controller.stop_daemon(daemon)
     finally:

@@ -41,8 +41,10 @@ def frr_sbin_for(drivers: tuple[str, ...]) -> Path:
         return netns.FRR_SBIN
     install = grpc_install()
     if install is None:
-        raise LabError("the gRPC driver needs FRR built with gRPC: run lab/build-frr-grpc.sh "
-                       "(or set FRRCTL_FRR_GRPC to its prefix)")
+        raise LabError(
+            "the gRPC driver needs FRR built with gRPC: run lab/build-frr-grpc.sh "
+            "(or set FRRCTL_FRR_GRPC to its prefix)"
+        )
     return install.sbin
 
 
@@ -75,12 +77,14 @@ def daemon_command(lab: Lab, hostname: str, inventory: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def switch_to_controller(lab: Lab, hostname: str, driver: str,
-                         timeout: float = 60) -> DaemonProcess:
+def switch_to_controller(
+    lab: Lab, hostname: str, driver: str, timeout: float = 60
+) -> DaemonProcess:
     raw = yaml.safe_load(lab.inventory.read_text())
     inventory = lab.nsdir(hostname) / f"fleet-controller-{driver}.yaml"
-    inventory.write_text(yaml.safe_dump(controller_inventory(raw, {hostname}, driver),
-                                        sort_keys=False))
+    inventory.write_text(
+        yaml.safe_dump(controller_inventory(raw, {hostname}, driver), sort_keys=False)
+    )
     fleet = parse_inventory(yaml.safe_load(inventory.read_text()))
     files = render_host(fleet, fleet.host(hostname))
     etc = lab.nsdir(hostname) / "etc"
@@ -88,13 +92,22 @@ def switch_to_controller(lab: Lab, hostname: str, driver: str,
         (etc / rel).write_text(content)
     restart_daemon(lab, hostname, "bgpd")
     wait_established(lab, hostname, timeout)
+    return start_daemon(lab, hostname, inventory)
+
+
+def start_daemon(lab: Lab, hostname: str, inventory: Path) -> DaemonProcess:
+    """`frrctl daemon` for one host, inside its namespace, logging to the host's lab dir."""
     ns = lab.plan.host_ns(hostname)
-    log = lab.nsdir(hostname) / f"daemon-{driver}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *daemon_command(lab, hostname,
-                                                                              inventory)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    time.sleep(0.5)
+    log = lab.nsdir(hostname) / "frrctl-daemon.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *daemon_command(lab, hostname, inventory)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    time.sleep(0.3)
     if proc.poll() is not None:
         raise LabError(f"frrctl daemon on {hostname} exited: {log.read_text()[-1000:]}")
     return DaemonProcess(hostname, proc.pid, proc, inventory, lab.nsdir(hostname), log)
@@ -119,8 +132,12 @@ def wait_established(lab: Lab, hostname: str, timeout: float) -> None:
             summary = json.loads(text or "{}")
         except ValueError:
             summary = {}
-        peers = [p for af in summary.values() if isinstance(af, dict)
-                 for p in (af.get("peers") or {}).values()]
+        peers = [
+            p
+            for af in summary.values()
+            if isinstance(af, dict)
+            for p in (af.get("peers") or {}).values()
+        ]
         if peers and all(p.get("state") == "Established" for p in peers):
             return
         if time.monotonic() > deadline:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from frrctl.frrcheck import check_config
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
@@ -107,6 +109,8 @@ def down(state_dir: Path) -> list[str]:
     prefix = state.get("prefix")
     if prefix:
         shutil.rmtree(state_dir / str(prefix), ignore_errors=True)
+        for extra in state_dir.glob(f"{prefix}-fleet-*.yaml"):
+            extra.unlink()
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return removed
 
@@ -116,15 +120,28 @@ def up(
     state_dir: Path = DEFAULT_STATE_DIR,
     wait: float = 90,
     frr_sbin: Path = netns.FRR_SBIN,
+    driver: str | None = None,
 ) -> Lab:
+    """Build the lab; with `driver`, every host runs in controller mode with that driver
+    and its `frrctl daemon` decides what is announced."""
     fleet = load_inventory(inventory)  # exit 2 before anything is touched
+    prefix = "fl" + secrets.token_hex(3)
+    if driver is not None:
+        from frrctl.lab.controller import controller_inventory, frr_sbin_for
+
+        raw = yaml.safe_load(inventory.read_text())
+        raw = controller_inventory(raw, {h.hostname for h in fleet.hosts}, driver)
+        frr_sbin = frr_sbin_for((driver,))
+        inventory = state_dir / f"{prefix}-fleet-{driver}.yaml"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        inventory.write_text(yaml.safe_dump(raw, sort_keys=False))
+        fleet = load_inventory(inventory)
     rendered = render_fleet(fleet)
     for hostname, files in rendered.items():
         check_config(files["frr.conf"], f"{hostname}/frr.conf")
     leftovers = down(state_dir)
     if leftovers:
         log.warning("removed leftovers of an earlier lab run: %s", ", ".join(leftovers))
-    prefix = "fl" + secrets.token_hex(3)
     lab = Lab(plan_lab(fleet, prefix), state_dir, inventory.resolve(), frr_sbin)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # FRR (user frr) reads its config and sockets below it
@@ -142,6 +159,11 @@ def up(
     )
     try:
         _build(lab, fleet, rendered)
+        if driver is not None:
+            from frrctl.lab.controller import start_daemon
+
+            for host in fleet.hosts:
+                start_daemon(lab, host.hostname, lab.inventory)
         if wait > 0:
             _wait_converged(lab, wait)
     except BaseException:
@@ -348,8 +370,9 @@ def _modules(daemons_file: str) -> dict[str, list[str]]:
         if not sep:
             continue
         words = value.strip().strip('"').split()
-        out[name.strip()] = [w for i, w in enumerate(words) if w == "-M" or
-                             (i > 0 and words[i - 1] == "-M")]
+        out[name.strip()] = [
+            w for i, w in enumerate(words) if w == "-M" or (i > 0 and words[i - 1] == "-M")
+        ]
     return out
 
 
@@ -381,8 +404,15 @@ def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     modules = _modules((workdir / "etc" / "daemons").read_text())
-    _start_frr(lab.plan.host_ns(hostname), hostname, workdir, [daemon],
-               workdir / "etc" / "frr.conf", lab.frr_sbin, modules)
+    _start_frr(
+        lab.plan.host_ns(hostname),
+        hostname,
+        workdir,
+        [daemon],
+        workdir / "etc" / "frr.conf",
+        lab.frr_sbin,
+        modules,
+    )
 
 
 def _wait_converged(lab: Lab, timeout: float) -> None:
