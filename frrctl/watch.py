@@ -1,0 +1,434 @@
+"""Netlink watcher: the kernel's routes, neighbours and addresses on the bridge.
+
+One long-lived NETLINK_ROUTE socket, subscribed to link, address, route and
+neighbour groups for IPv4 and IPv6, serves both the dumps and the events. A
+burst of events is gathered until the socket has been quiet for `window`
+seconds (at most `max_window` after the first event) and then reported as one
+snapshot. Whenever the view could be wrong - the socket overran (ENOBUFS), a
+dump was interrupted (NLM_F_DUMP_INTR), the bridge was deleted, re-created or
+went down (the kernel flushes such routes without telling) - the watcher
+throws its view away and dumps everything again.
+
+pyroute2 parses and builds the messages; the socket is a plain one so that
+select(), the receive buffer and ENOBUFS are under our control. `KernelView`
+(pure: messages in, state out) is unit-testable without a kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import itertools
+import logging
+import select
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from frrctl.policy import MAIN_TABLE, KernelRoute
+from frrctl.pools import IPAddress
+
+log = logging.getLogger(__name__)
+
+GROUPS = (
+    RTMGRP_LINK
+    | RTMGRP_NEIGH
+    | RTMGRP_IPV4_IFADDR
+    | RTMGRP_IPV6_IFADDR
+    | RTMGRP_IPV4_ROUTE
+    | RTMGRP_IPV6_ROUTE
+)
+LOCAL_TABLE = 255
+RTM_F_CLONED = 0x200
+NLM_F_REPLACE = 0x100
+NUD_PERMANENT = 0x80
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+_RTN_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+              6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}  # fmt: skip
+RouteKey = tuple[int, str, int, int, int, int]  # family, dst/len, table, metric, tos, oif
+
+
+class Resync(Exception):
+    """The view can no longer be trusted; the message says why."""
+
+
+@dataclass(frozen=True)
+class KernelSnapshot:
+    """What the policy needs from the kernel, at one moment."""
+
+    bridge: str
+    bridge_index: int | None
+    bridge_up: bool
+    routes: tuple[KernelRoute, ...]
+    permanent_neighbors: frozenset[IPAddress]
+    bridge_addresses: frozenset[str]
+    generation: int  # counts full resyncs
+    cause: str  # "initial dump", "events", "resync: ..."
+
+
+@dataclass
+class KernelView:
+    """The kernel state that matters, kept current by applying netlink messages.
+
+    Kept: every route on the bridge (any table but local) and every host route
+    in the main table on any interface (a second route for a VM's address
+    elsewhere must block its announcement); the bridge's addresses; its
+    neighbour entries. `apply` raises Resync when the kernel may have changed
+    things without telling.
+    """
+
+    bridge: str
+    links: dict[int, str] = field(default_factory=dict)
+    link_flags: dict[int, int] = field(default_factory=dict)
+    routes: dict[RouteKey, KernelRoute] = field(default_factory=dict)
+    route_oif: dict[RouteKey, int] = field(default_factory=dict)
+    neighbors: dict[tuple[int, str], int] = field(default_factory=dict)  # (ifindex, addr): state
+    addresses: dict[tuple[int, str], None] = field(default_factory=dict)
+
+    @property
+    def bridge_index(self) -> int | None:
+        for index, name in self.links.items():
+            if name == self.bridge:
+                return index
+        return None
+
+    def _usable(self, flags: int) -> bool:
+        return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
+
+    def apply(self, msg: Any) -> None:
+        kind = msg["header"]["type"]
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            self._link(msg, kind == RTM_NEWLINK)
+        elif kind in (RTM_NEWROUTE, RTM_DELROUTE):
+            self._route(msg, kind == RTM_NEWROUTE)
+        elif kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
+            self._neighbor(msg, kind == RTM_NEWNEIGH)
+        elif kind in (RTM_NEWADDR, RTM_DELADDR):
+            self._address(msg, kind == RTM_NEWADDR)
+
+    def _link(self, msg: Any, new: bool) -> None:
+        index = int(msg["index"])
+        name = msg.get_attr("IFLA_IFNAME") or self.links.get(index, "")
+        flags = int(msg["flags"])
+        bridge_index = self.bridge_index
+        if not new:
+            self.links.pop(index, None)
+            self.link_flags.pop(index, None)
+            # The kernel flushes routes and neighbours of a deleted device silently.
+            self._forget_device(index)
+            if name == self.bridge or index == bridge_index:
+                raise Resync(f"{self.bridge} deleted")
+            return
+        if name == self.bridge and bridge_index not in (None, index):
+            raise Resync(f"{self.bridge} re-created (index {bridge_index} -> {index})")
+        if index == bridge_index and name != self.bridge:
+            self._forget_device(index)
+            raise Resync(f"{self.bridge} renamed to {name}")
+        if name == self.bridge and bridge_index == index:
+            was = self.link_flags.get(index, flags)
+            if self._usable(was) and not self._usable(flags):
+                raise Resync(f"{self.bridge} went down")
+        if index in self.link_flags and index != bridge_index:
+            was = self.link_flags[index]
+            if self._usable(was) != self._usable(flags) and index in self.route_oif.values():
+                raise Resync(f"{name} carrying host routes changed state")
+        self.links[index] = name
+        self.link_flags[index] = flags
+
+    def _forget_device(self, index: int) -> None:
+        for key in [k for k, oif in self.route_oif.items() if oif == index]:
+            del self.routes[key], self.route_oif[key]
+        for nkey in [k for k in self.neighbors if k[0] == index]:
+            del self.neighbors[nkey]
+        for akey in [k for k in self.addresses if k[0] == index]:
+            del self.addresses[akey]
+
+    def _route(self, msg: Any, new: bool) -> None:
+        family = msg["family"]
+        if family not in (socket.AF_INET, socket.AF_INET6) or msg["flags"] & RTM_F_CLONED:
+            return
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        if table == LOCAL_TABLE:
+            return
+        dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+        prefix = ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
+        oif = msg.get_attr("RTA_OIF") or 0
+        multipath = msg.get_attr("RTA_MULTIPATH")
+        ifname = None if multipath else self.links.get(oif)
+        host = prefix.prefixlen == prefix.max_prefixlen
+        if not (ifname == self.bridge or (host and table == MAIN_TABLE)):
+            return
+        key: RouteKey = (
+            family, str(prefix), table, msg.get_attr("RTA_PRIORITY") or 0, msg["tos"], oif,
+        )  # fmt: skip
+        if not new:
+            self.routes.pop(key, None)
+            self.route_oif.pop(key, None)
+            return
+        if msg["header"]["flags"] & NLM_F_REPLACE:
+            # `ip route replace` onto another device: the kernel's route key has
+            # no output interface, so the entry on the old device is gone.
+            for other in [k for k in self.routes if k[:5] == key[:5] and k != key]:
+                del self.routes[other], self.route_oif[other]
+        gateway = msg.get_attr("RTA_GATEWAY")
+        via = msg.get_attr("RTA_VIA")
+        if gateway is None and via:
+            gateway = via.get("addr") if hasattr(via, "get") else None
+        self.routes[key] = KernelRoute(
+            prefix=prefix,
+            ifname=ifname,
+            gateway=ipaddress.ip_address(gateway) if gateway else None,
+            rtype=_RTN_TYPES.get(msg["type"], str(msg["type"])),
+            protocol=msg["proto"],
+            table=table,
+        )
+        self.route_oif[key] = oif
+
+    def _neighbor(self, msg: Any, new: bool) -> None:
+        if msg["family"] not in (socket.AF_INET, socket.AF_INET6):
+            return  # AF_BRIDGE: fdb entries
+        dst = msg.get_attr("NDA_DST")
+        if dst is None:
+            return
+        key = (int(msg["ifindex"]), str(ipaddress.ip_address(dst)))
+        if new:
+            self.neighbors[key] = int(msg["state"])
+        else:
+            self.neighbors.pop(key, None)
+
+    def _address(self, msg: Any, new: bool) -> None:
+        addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+        if addr is None:
+            return
+        key = (int(msg["index"]), f"{addr}/{msg['prefixlen']}")
+        if new:
+            self.addresses[key] = None
+        else:
+            self.addresses.pop(key, None)
+
+    def snapshot(self, generation: int, cause: str) -> KernelSnapshot:
+        index = self.bridge_index
+        return KernelSnapshot(
+            bridge=self.bridge,
+            bridge_index=index,
+            bridge_up=index is not None and self._usable(self.link_flags.get(index, 0)),
+            routes=tuple(self.routes[k] for k in sorted(self.routes)),
+            permanent_neighbors=frozenset(
+                ipaddress.ip_address(addr)
+                for (ifindex, addr), state in self.neighbors.items()
+                if ifindex == index and state & NUD_PERMANENT
+            ),
+            bridge_addresses=frozenset(a for (i, a) in self.addresses if i == index),
+            generation=generation,
+            cause=cause,
+        )
+
+
+def _dump_requests() -> list[tuple[Any, int]]:
+    """Links first, so that routes and neighbours can be matched to the bridge."""
+    out: list[tuple[Any, int]] = []
+    for cls, kind in ((ifinfmsg, RTM_GETLINK), (ifaddrmsg, RTM_GETADDR)):
+        msg = cls()
+        msg["family"] = socket.AF_UNSPEC
+        out.append((msg, kind))
+    for family in (socket.AF_INET, socket.AF_INET6):
+        route = rtmsg()
+        route["family"] = family
+        out.append((route, RTM_GETROUTE))
+    neigh = ndmsg()
+    neigh["family"] = socket.AF_UNSPEC
+    out.append((neigh, RTM_GETNEIGH))
+    return out
+
+
+class NetlinkWatcher:
+    """Watch the bridge; `poll()` returns a new snapshot after a burst, or None."""
+
+    def __init__(
+        self,
+        bridge: str = "cloudbr0",
+        netns: str | None = None,
+        window: float = 0.01,
+        max_window: float = 0.1,
+        rcvbuf: int = 32 << 20,
+        dump_attempts: int = 5,
+    ) -> None:
+        self.bridge = bridge
+        self.netns = netns
+        self.window = window
+        self.max_window = max_window
+        self.rcvbuf = rcvbuf
+        self.dump_attempts = dump_attempts
+        self.generation = 0
+        self.resyncs: dict[str, int] = {}
+        self._marshal = MarshalRtnl()
+        self._seq = itertools.count(1)
+        self._sock: socket.socket | None = None
+        self._view = KernelView(bridge)
+
+    # -- socket --------------------------------------------------------------
+    def _open(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        ctx: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if self.netns:
+            from frrctl.frr.netns import in_netns
+
+            ctx = in_netns(self.netns)
+        with ctx:  # the socket stays in the namespace it was created in
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        try:
+            # SO_RCVBUFFORCE (root) goes past net.core.rmem_max; else best effort.
+            sock.setsockopt(socket.SOL_SOCKET, 33, self.rcvbuf)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.bind((0, GROUPS))
+        self._sock = sock
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def fileno(self) -> int:
+        return self._open().fileno()
+
+    def _recv(self) -> list[Any]:
+        """One datagram's messages; ENOBUFS (overrun) becomes Resync."""
+        sock = self._open()
+        try:
+            data = sock.recv(1 << 20)
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise Resync("netlink socket overrun (ENOBUFS)") from exc
+            raise
+        return list(self._marshal.parse(data))
+
+    # -- full dump -----------------------------------------------------------
+    def _dump_once(self) -> KernelView:
+        sock = self._open()
+        view = KernelView(self.bridge)
+        events: list[Any] = []
+        for request, kind in _dump_requests():
+            seq = next(self._seq)
+            request["header"]["type"] = kind
+            request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+            request["header"]["sequence_number"] = seq
+            request.encode()
+            sock.send(request.data)
+            done = False
+            while not done:
+                for msg in self._recv():
+                    header = msg["header"]
+                    if header["sequence_number"] != seq:
+                        events.append(msg)  # a broadcast that raced the dump
+                        continue
+                    if header["flags"] & NLM_F_DUMP_INTR:
+                        raise NetlinkDumpInterrupted()
+                    if header["type"] == NLMSG_DONE:
+                        done = True
+                    elif header["type"] == NLMSG_ERROR:
+                        if msg["error"]:
+                            raise OSError(-msg["error"], f"netlink dump {kind} failed")
+                    else:
+                        view.apply(msg)
+        # Events are absolute (add = full new state, del = gone), so replaying
+        # the ones that raced the dump, in order, converges on the truth. One
+        # that needs a resync itself (bridge deleted meanwhile) raises Resync:
+        # the caller dumps again rather than trust a half-applied view.
+        for msg in events:
+            view.apply(msg)
+        return view
+
+    def resync(self, cause: str) -> KernelSnapshot:
+        """Throw the view away and dump everything (retrying interrupted dumps)."""
+        self.resyncs[cause] = self.resyncs.get(cause, 0) + 1
+        for attempt in range(1, self.dump_attempts + 1):
+            # A fresh socket each time: the old one may hold events older than
+            # a lost one (after ENOBUFS) or the rest of an abandoned dump, and
+            # replaying those after the dump would bring back stale state.
+            # Subscribing before dumping means every later change is an event.
+            self.close()
+            try:
+                self._view = self._dump_once()
+                break
+            except (NetlinkDumpInterrupted, Resync) as exc:
+                log.warning("netlink dump attempt %d: %s; dumping again", attempt, exc)
+                if attempt == self.dump_attempts:
+                    raise
+                time.sleep(0.01 * attempt)
+        self.generation += 1
+        log.info("netlink resync (%s): %d routes", cause, len(self._view.routes))
+        return self._view.snapshot(self.generation, cause)
+
+    def start(self) -> KernelSnapshot:
+        """Open the socket (subscribing before dumping, so nothing falls between)."""
+        return self.resync("initial dump")
+
+    # -- events --------------------------------------------------------------
+    def _readable(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self._open()], [], [], max(timeout, 0))
+        return bool(ready)
+
+    def poll(self, timeout: float | None = None) -> KernelSnapshot | None:
+        """Wait up to `timeout` for events; gather the burst; return the new snapshot."""
+        if not self._readable(timeout if timeout is not None else 3600):
+            return None
+        first = time.monotonic()
+        try:
+            while True:
+                for msg in self._recv():
+                    self._view.apply(msg)
+                remaining = self.max_window - (time.monotonic() - first)
+                if remaining <= 0 or not self._readable(min(self.window, remaining)):
+                    break
+        except Resync as exc:
+            return self.resync(f"resync: {exc}")
+        return self._view.snapshot(self.generation, "events")
+
+    def snapshots(self, timeout: float = 1.0) -> Iterator[KernelSnapshot]:
+        """The initial snapshot, then one per burst, forever."""
+        yield self.start()
+        while True:
+            snap = self.poll(timeout)
+            if snap is not None:
+                yield snap
+
+    def __enter__(self) -> NetlinkWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

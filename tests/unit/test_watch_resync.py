@@ -1,0 +1,171 @@
+"""The watcher without a kernel: KernelView fed with built netlink messages, and
+the resync logic (interrupted dumps are retried)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+from pyroute2.netlink.rtnl import (
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+)
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from frrctl.watch import (
+    IFF_LOWER_UP,
+    IFF_UP,
+    NLM_F_REPLACE,
+    NUD_PERMANENT,
+    KernelView,
+    NetlinkWatcher,
+    Resync,
+)
+
+UP = IFF_UP | IFF_LOWER_UP
+
+
+def link(index: int, name: str, flags: int = UP, new: bool = True) -> Any:
+    msg = ifinfmsg()
+    msg["index"], msg["flags"] = index, flags
+    msg["attrs"] = [("IFLA_IFNAME", name)]
+    msg["header"] = {"type": RTM_NEWLINK if new else RTM_DELLINK, "flags": 0}
+    return msg
+
+
+def route(dst: str, oif: int, new: bool = True, nlflags: int = 0, **fields: Any) -> Any:
+    net = ipaddress.ip_network(dst)
+    msg = rtmsg()
+    msg["family"] = 2 if net.version == 4 else 10
+    msg["dst_len"] = net.prefixlen
+    msg["table"], msg["proto"], msg["type"], msg["flags"], msg["tos"] = 254, 3, 1, 0, 0
+    for key, value in fields.items():
+        msg[key] = value
+    msg["attrs"] = [("RTA_DST", str(net.network_address)), ("RTA_OIF", oif)]
+    msg["header"] = {"type": RTM_NEWROUTE if new else RTM_DELROUTE, "flags": nlflags}
+    return msg
+
+
+def neigh(addr: str, ifindex: int, state: int) -> Any:
+    msg = ndmsg()
+    msg["family"] = 2 if ":" not in addr else 10
+    msg["ifindex"], msg["state"] = ifindex, state
+    msg["attrs"] = [("NDA_DST", addr)]
+    msg["header"] = {"type": RTM_NEWNEIGH, "flags": 0}
+    return msg
+
+
+def view() -> KernelView:
+    v = KernelView("cloudbr0")
+    v.apply(link(2, "cloudbr0"))
+    v.apply(link(3, "eth0"))
+    return v
+
+
+def prefixes(v: KernelView, ifname: str = "cloudbr0") -> set[str]:
+    return {str(r.prefix) for r in v.snapshot(1, "t").routes if r.ifname == ifname}
+
+
+def test_routes_kept_and_dropped() -> None:
+    v = view()
+    v.apply(route("192.0.2.30/32", 2))
+    v.apply(route("2001:db8:100::80/128", 2))
+    v.apply(route("203.0.113.9/32", 3))  # host route elsewhere: kept (blocks the prefix)
+    v.apply(route("198.51.100.0/24", 3))  # not a host route, not on the bridge: dropped
+    v.apply(route("192.0.2.0/24", 2))  # on the bridge: kept (policy refuses it)
+    assert prefixes(v) == {"192.0.2.30/32", "2001:db8:100::80/128", "192.0.2.0/24"}
+    assert prefixes(v, "eth0") == {"203.0.113.9/32"}
+    v.apply(route("192.0.2.30/32", 2, new=False))
+    assert "192.0.2.30/32" not in prefixes(v)
+
+
+def test_replace_onto_other_device_drops_the_old_route() -> None:
+    v = view()
+    v.apply(route("192.0.2.30/32", 3))
+    v.apply(route("192.0.2.30/32", 2, nlflags=NLM_F_REPLACE))
+    assert prefixes(v) == {"192.0.2.30/32"} and prefixes(v, "eth0") == set()
+    v.apply(route("192.0.2.30/32", 3, nlflags=NLM_F_REPLACE))
+    assert prefixes(v) == set() and prefixes(v, "eth0") == {"192.0.2.30/32"}
+
+
+def test_bridge_deleted_forgets_its_routes_then_resyncs() -> None:
+    v = view()
+    v.apply(route("192.0.2.30/32", 2))
+    v.apply(neigh("192.0.2.30", 2, NUD_PERMANENT))
+    with pytest.raises(Resync, match="deleted"):
+        v.apply(link(2, "cloudbr0", new=False))
+    snap = v.snapshot(1, "t")
+    assert snap.routes == () and snap.bridge_index is None and not snap.bridge_up
+
+
+def test_bridge_recreated_renamed_or_down_resyncs() -> None:
+    v = view()
+    with pytest.raises(Resync, match="re-created"):
+        v.apply(link(7, "cloudbr0"))
+    v = view()
+    v.apply(route("192.0.2.30/32", 2))
+    with pytest.raises(Resync, match="renamed"):
+        v.apply(link(2, "oldbr0"))
+    assert prefixes(v) == set()
+    v = view()
+    with pytest.raises(Resync, match="went down"):
+        v.apply(link(2, "cloudbr0", flags=IFF_UP))  # carrier lost
+
+
+def test_other_device_with_host_routes_changing_state_resyncs() -> None:
+    v = view()
+    v.apply(route("203.0.113.9/32", 3))
+    with pytest.raises(Resync, match="eth0"):
+        v.apply(link(3, "eth0", flags=0))
+
+
+def test_cloned_local_and_frr_routes() -> None:
+    v = view()
+    v.apply(route("192.0.2.31/32", 2, flags=0x200))  # RTM_F_CLONED: ignored
+    v.apply(route("192.0.2.32/32", 2, table=255))  # local table: ignored
+    v.apply(route("192.0.2.33/32", 2, proto=186))  # bgp-installed: kept, policy refuses
+    snap = v.snapshot(1, "t")
+    assert {str(r.prefix): r.protocol for r in snap.routes} == {"192.0.2.33/32": 186}
+
+
+def test_permanent_neighbors_only_on_the_bridge() -> None:
+    v = view()
+    v.apply(neigh("192.0.2.30", 2, NUD_PERMANENT))
+    v.apply(neigh("192.0.2.31", 2, 0x02))  # reachable, not permanent
+    v.apply(neigh("192.0.2.32", 3, NUD_PERMANENT))  # other device
+    assert v.snapshot(1, "t").permanent_neighbors == {ipaddress.ip_address("192.0.2.30")}
+
+
+def test_interrupted_dump_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    watcher = NetlinkWatcher()
+    calls = []
+
+    def flaky() -> KernelView:
+        calls.append(1)
+        if len(calls) == 1:
+            raise NetlinkDumpInterrupted()
+        if len(calls) == 2:
+            raise Resync("cloudbr0 deleted")  # an event replayed after the dump
+        return KernelView("cloudbr0")
+
+    monkeypatch.setattr(watcher, "_dump_once", flaky)
+    snap = watcher.resync("test")
+    assert len(calls) == 3 and snap.generation == 1 and snap.cause == "test"
+
+
+def test_dump_that_never_settles_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    watcher = NetlinkWatcher(dump_attempts=2)
+
+    def always() -> KernelView:
+        raise NetlinkDumpInterrupted()
+
+    monkeypatch.setattr(watcher, "_dump_once", always)
+    with pytest.raises(NetlinkDumpInterrupted):
+        watcher.resync("test")
