@@ -104,6 +104,16 @@ def register(sub: Sub) -> None:
     _common(unplug)
     unplug.set_defaults(func=run_unplug)
 
+    rep = isub.add_parser(
+        "repair",
+        help="plug recorded instances again (after a reboot, or to fix drift)",
+        description="Re-apply every recorded instance of the bridge (or only NAMEs) from "
+        "the record: routes, neighbours, port settings and guard. Exit 1 if any failed.",
+    )
+    rep.add_argument("names", nargs="*", metavar="NAME")
+    _common(rep)
+    rep.set_defaults(func=run_repair)
+
     lst = isub.add_parser("list", help="recorded instances, checked against the kernel")
     _common(lst)
     lst.add_argument("--counters", action="store_true", help="include nftables drop counters")
@@ -223,3 +233,25 @@ def run_list(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no instances plugged on {data['bridge']}")
     return 1 if args.check and data["drift"] else 0
+
+
+def run_repair(args: argparse.Namespace) -> int:
+    from frrctl.host.instances import Host
+
+    names = [parse_name(n) for n in args.names]
+    with Host(_state_dir(args), parse_ifname(args.bridge, "bridge")) as host:
+        results = host.repair(names)
+    failed = [r for r in results if "error" in r]
+    if args.json:
+        print(json.dumps({"results": results, "failed": len(failed)}, indent=2, sort_keys=True))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['name']}: FAILED: {r['error']}")
+            elif r["changed"]:
+                print(f"{r['name']}: repaired " + ", ".join(r["added"] + r["repaired"]))
+            else:
+                print(f"{r['name']}: ok")
+        if not results:
+            print("no instances recorded")
+    return 1 if failed else 0

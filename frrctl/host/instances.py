@@ -41,6 +41,7 @@ from frrctl.host.netlink import (
 from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
 from frrctl.host.state import Instance, StateStore
 from frrctl.host.validate import eui64_link_local
+from frrctl.policy import FRR_PROTOCOLS
 from frrctl.pools import IPAddress
 
 NTF_MASTER = 0x04
@@ -169,6 +170,10 @@ class Host:
             return False
         if route.oif == br and route.gateway is None and route.table == 254:
             return route.proto == RTPROT_BOOT or owned
+        if route.proto in FRR_PROTOCOLS:
+            # learned by FRR (e.g. the VM's route from its previous host during a
+            # migration): ours is added next to it, it is not touched
+            return False
         plen = addr.max_prefixlen
         via = f"via {route.gateway}" if route.gateway else f"ifindex {route.oif}"
         raise FrrctlError(
@@ -363,6 +368,7 @@ class Host:
             undo.append(("fdb", link.index, new.mac))
         if not link.up:
             ipr.link("set", index=link.index, state="up")
+            undo.append(("down", link.index))
             setup["set_up"] = True
         if not plan["nft_ok"]:
             script = plug_script(new.name, new.port, plan["rules"], plan["table"])
@@ -400,6 +406,8 @@ class Host:
             return done
         self._fdb_del(link.index, inst.mac)
         setup = inst.port_setup
+        if setup.get("set_up"):
+            self.nl.ipr.link("set", index=link.index, state="down")
         if setup.get("enslaved"):
             self.nl.ipr.link("set", index=link.index, master=0)
             done.append(f"port {inst.port} released from {self.bridge}")
@@ -416,7 +424,9 @@ class Host:
         ipr = self.nl.ipr
         for item in reversed(undo_port):
             try:
-                if item[0] == "nomaster":
+                if item[0] == "down":
+                    ipr.link("set", index=item[1], state="down")
+                elif item[0] == "nomaster":
                     ipr.link("set", index=item[1], master=0)
                 elif item[0] == "brport":
                     restore = {k: v for k, v in item[2].items() if v is not None}
@@ -478,6 +488,37 @@ class Host:
     @classmethod
     def _digest(cls, inst: Instance) -> str:
         return rules_hash(cls._rules(inst), str(inst.port))
+
+    # -- repair ------------------------------------------------------------------
+    def repair(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Plug every recorded instance (or `names`) again with its recorded data.
+
+        After a reboot (the kernel forgot every route and neighbour, the record
+        did not) or any drift. One instance's failure does not stop the others.
+        """
+        import ipaddress
+
+        out: list[dict[str, Any]] = []
+        recorded = {i.name: i for i in self.store.all(self.bridge)}
+        for name in names:
+            if name not in recorded:
+                out.append({"name": name, "error": f"instance {name} is not plugged"})
+        for inst in recorded.values():
+            if names and inst.name not in names:
+                continue
+            raw = inst.port_setup.get("link_locals")
+            lls = (
+                tuple(ipaddress.IPv6Address(str(a)) for a in raw) if isinstance(raw, list) else None
+            )
+            try:
+                res = self.plug(
+                    inst.name, inst.mac, inst.addresses, inst.port, link_locals=lls or None,
+                    any_link_local=bool(inst.port_setup.get("any_link_local")),
+                )  # fmt: skip
+                out.append(res.to_json())
+            except FrrctlError as exc:
+                out.append({"name": inst.name, "error": str(exc)})
+        return out
 
     # -- list / drift ------------------------------------------------------------
     def listing(self, counters: bool = False) -> dict[str, Any]:

@@ -86,11 +86,10 @@ class HostNs:
         """Kernel routes and neighbours of the namespace, for 'nothing changed' checks."""
         out = {}
         for fam in ("-4", "-6"):
+            routes = json.loads(self.run("ip", "-j", fam, "route", "show", "table", "all").stdout)
+            # the kernel's own ff00::/8 appears once a link had carrier: not ours
             out[f"route{fam}"] = sorted(
-                json.dumps(r, sort_keys=True)
-                for r in json.loads(
-                    self.run("ip", "-j", fam, "route", "show", "table", "all").stdout
-                )
+                json.dumps(r, sort_keys=True) for r in routes if r.get("type") != "multicast"
             )
             out[f"neigh{fam}"] = sorted(
                 json.dumps(n, sort_keys=True)

@@ -297,3 +297,50 @@ def test_parallel_plugs_of_one_address_one_wins(hostns: HostNs) -> None:
     assert sorted(code for code, _ in results) == [0, 1, 1, 1, 1, 1], results
     data = hostns.frrctl_json("instance", "list")
     assert len(data["instances"]) == 1 and data["drift"] == 0
+
+
+def test_repair_after_a_reboot(hostns: HostNs) -> None:
+    """The kernel forgets everything (bridge re-created); the record brings it all back."""
+    hostns.frrctl("host", "setup")
+    g1 = hostns.add_guest("g1", MAC1, "192.0.2.31", "2001:db8:100::31")
+    hostns.frrctl("instance", "plug", "vm1", "--mac", MAC1, "--ip", "192.0.2.31",
+                  "2001:db8:100::31", "--port", g1.port)  # fmt: skip
+    hostns.frrctl("instance", "plug", "vm2", "--mac", MAC2, "--ip", "192.0.2.32")
+    hostns.run("ip", "link", "del", "cloudbr0")
+    hostns.run("nft", "delete", "table", "bridge", "frrctl")
+    assert hostns.frrctl_json("instance", "list")["instances"][0]["drift"]
+    hostns.frrctl("host", "setup")
+    out = hostns.frrctl_json("instance", "repair")
+    assert out["failed"] == 0 and all(r["changed"] for r in out["results"])
+    assert hostns.frrctl_json("instance", "list")["drift"] == 0
+    assert g1.ping("169.254.0.1") and g1.ping("fe80::1%eth0")
+    again = hostns.frrctl_json("instance", "repair")
+    assert not any(r["changed"] for r in again["results"])
+    missing = hostns.frrctl("instance", "repair", "nosuchvm", check=False)
+    assert missing.returncode == 1 and "not plugged" in missing.stdout
+
+
+def test_nft_failure_rolls_back_the_plug(hostns: HostNs) -> None:
+    hostns.frrctl("host", "setup")
+    g1 = hostns.add_guest("g1", MAC1, "192.0.2.31", "2001:db8:100::31")
+    before = hostns.snapshot()
+    code = """
+import sys, ipaddress
+from pathlib import Path
+from frrctl.errors import FrrctlError
+from frrctl.host.instances import Host
+from frrctl.host.nft import Nft, PortTable
+host = Host(Path(sys.argv[1]), "cloudbr0", nft=Nft("/bin/false"))  # every nft run fails
+host.nft.port_table = lambda: PortTable({}, {})
+try:
+    addrs = (ipaddress.ip_address("192.0.2.31"), ipaddress.ip_address("2001:db8:100::31"))
+    host.plug("vm1", "52:54:00:00:00:01", addrs, sys.argv[2])
+except FrrctlError as exc:
+    print(exc)
+"""
+    out = hostns.run(sys.executable, "-c", code, str(hostns.state_dir), g1.port).stdout
+    assert "nothing changed" in out
+    assert hostns.snapshot() == before
+    link = json.loads(hostns.run("ip", "-j", "link", "show", g1.port).stdout)[0]
+    assert "master" not in link
+    assert hostns.frrctl_json("instance", "list")["instances"] == []
