@@ -554,6 +554,18 @@ class Host:
                     drift.append({"port": inst.port, "problem": "port missing"})
                 elif br is not None and link.master != br.index:
                     drift.append({"port": inst.port, "problem": "port not on the bridge"})
+                else:
+                    flags = self._brport(link)
+                    wrong = sorted(k for k, v in PORT_FLAGS.items() if flags.get(k) != v)
+                    if wrong:
+                        drift.append(
+                            {
+                                "port": inst.port,
+                                "problem": "port settings differ: " + ", ".join(wrong),
+                            }
+                        )
+                    if not self._fdb_ok(link.index, inst.mac):
+                        drift.append({"port": inst.port, "problem": "static fdb entry missing"})
                 if chain not in table.chains:
                     drift.append({"port": inst.port, "problem": "nftables chain missing"})
                 elif table.chains[chain] != f"frrctl {self._digest(inst)}" or (

@@ -172,3 +172,14 @@ def test_edited_guard_rules_show_as_drift(hostns: HostNs) -> None:
     hostns.frrctl("instance", "plug", "vm1", "--mac", MAC1, "--ip", "192.0.2.31",
                   "2001:db8:100::31", "--port", g1.port)  # fmt: skip
     assert hostns.frrctl_json("instance", "list")["drift"] == 0
+
+
+def test_port_settings_drift(hostns: HostNs) -> None:
+    g1, _ = _setup(hostns)
+    hostns.run("bridge", "link", "set", "dev", g1.port, "isolated", "off", "learning", "on")
+    hostns.run("bridge", "fdb", "del", MAC1, "dev", g1.port, "master")
+    vm1 = next(i for i in hostns.frrctl_json("instance", "list")["instances"] if i["name"] == "vm1")
+    problems = {d["problem"] for d in vm1["drift"]}
+    assert problems == {"port settings differ: isolated, learning", "static fdb entry missing"}
+    hostns.frrctl("instance", "repair", "vm1")
+    assert hostns.frrctl_json("instance", "list")["drift"] == 0
