@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"checked": do_check, "files": report}, indent=2))
     else:
-        changed = sum(r["changed"] for r in report)
+        written = sum(1 for r in report if r["changed"])
         print(
-            f"rendered {len(rendered)} host(s) into {args.out}: {changed} file(s) written, "
-            f"{len(report) - changed} unchanged" + ("" if do_check else " (not checked)")
+            f"rendered {len(rendered)} host(s) into {args.out}: {written} file(s) written, "
+            f"{len(report) - written} unchanged" + ("" if do_check else " (not checked)")
         )
     return 0

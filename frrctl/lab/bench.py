@@ -12,6 +12,7 @@ ExaBGP peer's API process has written the update to its record.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import signal
@@ -111,7 +112,8 @@ class KernelWriter:
             for p in prefixes
             for line in (
                 f"route add {p} dev {self.bridge}",
-                f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge} nud permanent",
+                f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge}"
+                " nud permanent",
             )
         )
 
@@ -139,6 +141,29 @@ class KernelWriter:
 def addresses(start: int, count: int) -> list[str]:
     base = int(BENCH_POOL4.network_address)
     return [f"{ipaddress.IPv4Address(base + start + i)}/32" for i in range(count)]
+
+
+Held = Callable[[set[str]], bool]
+
+
+def has(prefix: str) -> Held:
+    return lambda held: prefix in held
+
+
+def lacks(prefix: str) -> Held:
+    return lambda held: prefix not in held
+
+
+def has_all(want: set[str]) -> Held:
+    return lambda held: want <= held
+
+
+def lacks_some(want: set[str]) -> Held:
+    return lambda held: not want <= held
+
+
+def has_none(want: set[str]) -> Held:
+    return lambda held: not want & held
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -195,37 +220,37 @@ def measure(
     record.poll()
     warmup = addresses(offset + 999, 1)  # first route after a change of mode: not counted
     writer.add(warmup)
-    record.wait(lambda held: warmup[0] in held, 60)
+    record.wait(has(warmup[0]), 60)
     writer.delete(warmup)
-    record.wait(lambda held: warmup[0] not in held, 60)
+    record.wait(lacks(warmup[0]), 60)
     for i in range(samples):
         (prefix,) = addresses(offset + i, 1)
         t0 = time.monotonic()
         writer.add([prefix])
-        t1 = record.wait(lambda held, p=prefix: p in held, 30)
+        t1 = record.wait(has(prefix), 30)
         result.announce_ms.append((t1 - t0) * 1000)
         t2 = time.monotonic()
         writer.delete([prefix])
-        t3 = record.wait(lambda held, p=prefix: p not in held, 30)
+        t3 = record.wait(lacks(prefix), 30)
         result.withdraw_ms.append((t3 - t2) * 1000)
     for count in bulk:
         prefixes = addresses(offset + 20000, count)
         want = set(prefixes)
         t0 = time.monotonic()
         writer.add(prefixes)
-        t1 = record.wait(lambda held, w=want: w <= held, 300)
+        t1 = record.wait(has_all(want), 300)
         result.bulk_s[count] = t1 - t0
         if count == max(bulk):
             result.daemon_rss_mb = rss()
             if restart_bgpd is not None:
                 t2 = time.monotonic()
                 restart_bgpd()  # kills bgpd, starts it again and returns when it runs
-                record.wait(lambda held, w=want: not (w <= held), 60)  # the peer saw the loss
-                t3 = record.wait(lambda held, w=want: w <= held, 300)
+                record.wait(lacks_some(want), 60)  # the peer saw the loss
+                t3 = record.wait(has_all(want), 300)
                 result.recovery_s = t3 - t2
         t4 = time.monotonic()
         writer.delete(prefixes)
-        record.wait(lambda held, w=want: not (w & held), 300)
+        record.wait(has_none(want), 300)
         result.bulk_withdraw_s[count] = time.monotonic() - t4
     return result
 
@@ -309,7 +334,7 @@ def run_bench(
     writer = KernelWriter(lab.plan.host_ns(BENCH_HOST), lab.plan.fleet.fabric.bridge)
     try:
         record = PeerRecord(lab.record)
-        record.wait(lambda held: held == set(), 30)
+        record.wait(lambda held: not held, 30)  # a fresh peer holds nothing
 
         def restart() -> None:
             runner.restart_daemon(lab, BENCH_HOST, "bgpd")
@@ -328,7 +353,7 @@ def run_bench(
                         samples,
                         list(bulk),
                         restart,
-                        rss=lambda d=daemon: process_rss_mb(d.pid),
+                        rss=functools.partial(process_rss_mb, daemon.pid),
                         offset=index * 1000,
                     )
                 )

@@ -101,7 +101,9 @@ def down(state_dir: Path) -> list[str]:
         return []
     removed = []
     present = netns.existing_namespaces()
-    for ns in state.get("namespaces", []) or []:  # type: ignore[union-attr]
+    namespaces = state.get("namespaces") or []
+    assert isinstance(namespaces, list)
+    for ns in namespaces:
         if ns in present:
             netns.delete_namespace(str(ns))
             removed.append(str(ns))

@@ -91,8 +91,8 @@ def apply_exabgp_line(held: set[str], line: str) -> None:
 
 
 def _nlri(route: Any) -> str:
-    text = route.get("nlri") if isinstance(route, dict) else str(route)
-    return str(ipaddress.ip_network(text))
+    text = route.get("nlri") if isinstance(route, dict) else route
+    return str(ipaddress.ip_network(str(text)))
 
 
 def learned_routes(routes: list[dict[str, Any]]) -> set[str]:
