@@ -310,7 +310,7 @@ class Host:
             return plan
         rules = port_rules(new.mac, new.addresses, lls, any_ll)
         digest = rules_hash(rules, new.port)
-        table = self.nft.port_table()
+        table = self.nft.instance_view(new.name)
         chain = chain_name(new.name)
         plan.update(rules=rules, table=table, chain=chain, link=port_link,
                     lls=[str(a) for a in lls], any_ll=any_ll)  # fmt: skip
@@ -390,7 +390,7 @@ class Host:
         done: list[str] = []
         if inst.port is None:
             return done
-        table = self.nft.port_table()
+        table = self.nft.instance_view(inst.name)
         chain = chain_name(inst.name)
         self.nft.run(
             unplug_script(

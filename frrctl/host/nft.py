@@ -34,6 +34,7 @@ TABLE = "frrctl"
 PORT_MAP = "ports"
 PRIO_BRIDGE = -200
 CHAIN_COMMENT_RE = re.compile(r'chain (\S+) \{\n\s+comment "([^"]*)"')
+RULE_LINE_RE = re.compile(r"\t\t[^\t ]")
 DROP_REASONS = ("mac", "arp-mac", "arp-ip", "arp-other", "ip4-src", "ip4-redirect",
                 "ip6-src", "ip6-unspec", "ip6-ra-redirect", "na-target", "nd-lladdr",
                 "ethertype")  # fmt: skip
@@ -221,6 +222,30 @@ class Nft:
         if proc.returncode != 0:
             return None  # no such table/chain
         return list(json.loads(proc.stdout).get("nftables", []))
+
+    def instance_view(self, instance: str) -> PortTable:
+        """The port map and only this instance's chain: cost independent of other VMs'."""
+        table = PortTable.empty()
+        chain = chain_name(instance)
+        items = self.list_json("map", "bridge", TABLE, PORT_MAP) or []
+        for item in items:
+            if "map" in item:
+                for port, verdict in item["map"].get("elem", []):
+                    target = (
+                        verdict.get("jump", {}).get("target") if isinstance(verdict, dict) else None
+                    )
+                    table.elements[str(port)] = str(target)
+        proc = subprocess.run(
+            [self.binary, "list", "chain", "bridge", TABLE, chain], capture_output=True, text=True
+        )
+        if proc.returncode == 0:
+            found = CHAIN_COMMENT_RE.findall(proc.stdout)
+            table.chains[chain] = found[0][1] if found else ""
+            table.rule_counts[chain] = sum(
+                1 for line in proc.stdout.splitlines()
+                if RULE_LINE_RE.match(line) and not line.strip().startswith("comment ")
+            )  # fmt: skip
+        return table
 
     def port_table(self) -> PortTable:
         items = self.list_json("table", "bridge", TABLE)
