@@ -342,6 +342,9 @@ class Host:
         setup: dict[str, object] = dict(old.port_setup) if old and old.port == new.port else {}
         if old is not None and old_port is not None and old_port != new.port:
             self._port_release(old)  # the instance moved to another port
+            if new.port is not None:
+                plan["table"] = self.nft.instance_view(new.name)
+                plan["nft_ok"] = False
         link: LinkInfo | None = plan.get("link")
         if link is None or new.port is None:
             return {}

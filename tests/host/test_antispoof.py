@@ -183,3 +183,21 @@ def test_port_settings_drift(hostns: HostNs) -> None:
     assert problems == {"port settings differ: isolated, learning", "static fdb entry missing"}
     hostns.frrctl("instance", "repair", "vm1")
     assert hostns.frrctl_json("instance", "list")["drift"] == 0
+
+
+def test_instance_moves_to_another_port(hostns: HostNs) -> None:
+    g1, _ = _setup(hostns)
+    hostns.run("ip", "link", "add", "newport0", "type", "veth", "peer", "name", "newpeer0")
+    res = hostns.frrctl_json("instance", "plug", "vm1", "--mac", MAC1, "--ip", "192.0.2.31",
+                             "2001:db8:100::31", "--port", "newport0")  # fmt: skip
+    assert res["changed"] and res["port"] == "newport0"
+    table = hostns.run("nft", "list", "table", "bridge", "frrctl").stdout
+    assert '"newport0" : jump vm_vm1_' in table and f'"{g1.port}"' not in table
+    old = json.loads(hostns.run("ip", "-j", "link", "show", g1.port).stdout)[0]
+    assert "master" not in old  # released: plug had attached it
+    assert hostns.frrctl_json("instance", "list")["drift"] == 0
+    # and without --port the guard goes away entirely
+    hostns.frrctl("instance", "plug", "vm1", "--mac", MAC1, "--ip", "192.0.2.31",
+                  "2001:db8:100::31")  # fmt: skip
+    assert "vm_vm1_" not in hostns.run("nft", "list", "table", "bridge", "frrctl").stdout
+    assert hostns.frrctl_json("instance", "list")["drift"] == 0
