@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from frrctl.errors import UsageError
+from frrctl.guest.netconfig import FORMATS, GuestNet, render
 from frrctl.host import DEFAULT_BRIDGE, state_dir_default
 from frrctl.host.validate import (
     parse_addresses,
@@ -21,6 +23,7 @@ from frrctl.host.validate import (
     parse_mac,
     parse_name,
 )
+from frrctl.ipam import DEFAULT_DB, Ipam
 
 Sub = argparse._SubParsersAction
 
@@ -120,11 +123,8 @@ def register(sub: Sub) -> None:
     lst.add_argument("--check", action="store_true", help="exit 1 when anything drifted")
     lst.set_defaults(func=run_list)
 
-    from frrctl.commands import guest as guest_cmds
-    from frrctl.commands import pool as pool_cmds
-
-    guest_cmds.register(sub)
-    pool_cmds.register(sub)
+    _register_guest(sub)
+    _register_pool(sub)
 
 
 def _flatten(values: list[list[str]] | None) -> list[str]:
@@ -255,3 +255,251 @@ def run_repair(args: argparse.Namespace) -> int:
         if not results:
             print("no instances recorded")
     return 1 if failed else 0
+
+
+# -- guest-config, configdrive ----------------------------------------------------
+def _net_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mac", required=True, help="the VM's MAC (the guest matches its NIC by it)")
+    p.add_argument(
+        "--ip",
+        action="append",
+        nargs="+",
+        required=True,
+        metavar="ADDR",
+        help="VM address(es): IPv4 /32, IPv6 /128; repeat or space-separate",
+    )
+    p.add_argument(
+        "--dns", action="append", nargs="+", default=None, metavar="ADDR", help="name server(s)"
+    )
+    p.add_argument("--ifname", default="eth0", help="guest interface name (default eth0)")
+    p.add_argument("--mtu", type=int, default=None, help="MTU (default: leave it)")
+
+
+def _net(args: argparse.Namespace) -> GuestNet:
+    return GuestNet.parse(args.mac, _flatten(args.ip), _flatten(args.dns), args.ifname, args.mtu)
+
+
+def _register_guest(sub: Sub) -> None:
+    gc = sub.add_parser(
+        "guest-config",
+        help="print a routed guest's network configuration",
+        description="Print the guest network configuration: cloud-init network-config v2 "
+        "(netplan), OpenStack network_data.json (network-data), Windows PowerShell "
+        "(windows), iproute2 commands (ip) or a JSON summary (json). Addresses are /32 and "
+        "/128; the gateways are 169.254.0.1 and fe80::1, on-link.",
+    )
+    _net_args(gc)
+    gc.add_argument("--format", "-f", required=True, choices=FORMATS)
+    gc.add_argument("--out", "-o", type=Path, default=None, help="write to FILE, not stdout")
+    gc.set_defaults(func=run_guest_config)
+
+    cd = sub.add_parser(
+        "configdrive",
+        help="build a ConfigDrive ISO (label config-2) for a routed guest",
+        description="Build an OpenStack ConfigDrive ISO: openstack/latest/meta_data.json, "
+        "network_data.json (routed /32 and /128), vendor_data.json, optional user_data.",
+    )
+    cd.add_argument("--out", "-o", type=Path, required=True, metavar="FILE.iso")
+    _net_args(cd)
+    cd.add_argument("--hostname", default="vm")
+    cd.add_argument(
+        "--instance-id",
+        "--uuid",
+        dest="instance_id",
+        default=None,
+        help="meta_data uuid (default: a random UUID)",
+    )
+    cd.add_argument(
+        "--user-data",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="user data file (cloud-config, script), copied verbatim",
+    )
+    cd.add_argument(
+        "--ssh-key",
+        action="append",
+        default=None,
+        metavar="KEY|FILE",
+        help="SSH public key (text or a file), repeatable",
+    )
+    cd.add_argument("--json", action="store_true", help="print what was built as JSON")
+    cd.set_defaults(func=run_configdrive)
+
+
+def run_guest_config(args: argparse.Namespace) -> int:
+    text = render(_net(args), args.format)
+    if args.out:
+        from frrctl.fsutil import write_atomic
+
+        write_atomic(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run_configdrive(args: argparse.Namespace) -> int:
+    from frrctl.guest.configdrive import DriveSpec, build_iso
+
+    net = _net(args)
+    user_data = None
+    if args.user_data is not None:
+        try:
+            user_data = args.user_data.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--user-data {args.user_data}: {exc.strerror}") from None
+    keys: dict[str, str] = {}
+    for i, key in enumerate(args.ssh_key or []):
+        path = Path(key)
+        text = path.read_text().strip() if path.is_file() else key.strip()
+        if not text.startswith(("ssh-", "ecdsa-", "sk-")):
+            raise UsageError(f"--ssh-key {key!r} is not an SSH public key or a file holding one")
+        keys[f"key-{i}"] = text
+    spec = DriveSpec(net=net, hostname=args.hostname, user_data=user_data, public_keys=keys)
+    if args.instance_id:
+        spec.instance_id = args.instance_id
+    report = build_iso(spec, args.out)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"wrote {report['iso']} (label {report['label']}, uuid {report['uuid']})")
+    return 0
+
+
+# -- pool ---------------------------------------------------------------------------
+def _db(args: argparse.Namespace) -> Path:
+    if args.db:
+        return Path(args.db)
+    if env := os.environ.get("FRRCTL_IPAM_DB"):
+        return Path(env)
+    if state := os.environ.get("FRRCTL_STATE_DIR"):
+        return Path(state) / "ipam.db"
+    return DEFAULT_DB
+
+
+def _pool_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, default=None,
+                   help="SQLite file (env FRRCTL_IPAM_DB, else $FRRCTL_STATE_DIR/ipam.db, "
+                   "default /var/lib/frrctl/ipam.db)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _pool_out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def _register_pool(sub: Sub) -> None:
+    pool = sub.add_parser("pool", help="address pools and allocations (SQLite)")
+    psub = pool.add_subparsers(dest="pool_command", metavar="ACTION")
+    psub.required = True
+
+    p = psub.add_parser("add", help="add addresses, prefixes or ranges (a-b) to a pool",
+                        description="Entries as in the inventory: 192.0.2.7, 192.0.2.0/24 "
+                        "(every address usable), 192.0.2.100-192.0.2.120, IPv6 alike. "
+                        "Already present: no-op. Overlap: error, nothing added.")  # fmt: skip
+    p.add_argument("entries", nargs="*", metavar="ENTRY")
+    p.add_argument("--pool", default="default", help="pool name (default: default)")
+    p.add_argument(
+        "--inventory",
+        type=Path,
+        default=None,
+        help="also add the pools of this fleet inventory (fabric, or --host's)",
+    )
+    p.add_argument("--host", default=None, help="with --inventory: that host's pools")
+    _pool_common(p)
+    p.set_defaults(func=run_pool_add)
+
+    p = psub.add_parser("remove", help="remove pool entries (refused while addresses are used)")
+    p.add_argument("entries", nargs="+", metavar="ENTRY")
+    p.add_argument("--force", action="store_true", help="remove even with allocations inside")
+    _pool_common(p)
+    p.set_defaults(func=run_pool_remove)
+
+    p = psub.add_parser("allocate", help="give an instance the next free or a given address")
+    p.add_argument("instance")
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="version", action="store_const", const=4, help="IPv4 (default)")
+    fam.add_argument("-6", dest="version", action="store_const", const=6, help="IPv6")
+    fam.add_argument(
+        "--ip",
+        dest="address",
+        default=None,
+        metavar="ADDR",
+        help="this address (idempotent for the same instance)",
+    )
+    p.add_argument("--pool", default=None, help="only from this pool")
+    _pool_common(p)
+    p.set_defaults(func=run_pool_allocate)
+
+    p = psub.add_parser("release", help="release addresses, or all of --instance")
+    p.add_argument("addresses", nargs="*", metavar="ADDR")
+    p.add_argument("--instance", default=None)
+    _pool_common(p)
+    p.set_defaults(func=run_pool_release)
+
+    p = psub.add_parser("list", help="pool entries with use counts, and allocations")
+    p.add_argument("--pool", default=None)
+    p.add_argument("--instance", default=None, help="only this instance's allocations")
+    _pool_common(p)
+    p.set_defaults(func=run_pool_list)
+
+
+def run_pool_add(args: argparse.Namespace) -> int:
+    entries = list(args.entries)
+    if args.inventory is not None:
+        from frrctl.inventory import load_inventory
+
+        fleet = load_inventory(args.inventory)
+        pools = fleet.pools_of(fleet.host(args.host)) if args.host else fleet.fabric.pools.build()
+        entries += [e.text for e in (*pools.ipv4, *pools.ipv6)]
+    elif args.host:
+        raise UsageError("--host needs --inventory")
+    if not entries:
+        raise UsageError("give pool entries or --inventory")
+    with Ipam(_db(args)) as ipam:
+        added = ipam.add(entries, args.pool)
+    _pool_out(args, {"pool": args.pool, "added": added},
+         f"pool {args.pool}: added {', '.join(added)}" if added
+         else f"pool {args.pool}: nothing to add")  # fmt: skip
+    return 0
+
+
+def run_pool_remove(args: argparse.Namespace) -> int:
+    with Ipam(_db(args)) as ipam:
+        removed = ipam.remove(args.entries, force=args.force)
+    _pool_out(args, {"removed": removed}, f"removed {', '.join(removed)}")
+    return 0
+
+
+def run_pool_allocate(args: argparse.Namespace) -> int:
+    with Ipam(_db(args)) as ipam:
+        addr = ipam.allocate(args.instance, args.version, args.address, args.pool)
+    _pool_out(args, {"instance": args.instance, "address": str(addr)}, str(addr))
+    return 0
+
+
+def run_pool_release(args: argparse.Namespace) -> int:
+    if not args.addresses and not args.instance:
+        raise UsageError("give addresses to release, or --instance")
+    with Ipam(_db(args)) as ipam:
+        released = ipam.release(args.addresses, args.instance)
+    _pool_out(args, {"released": [a.to_json() for a in released]},
+         "released " + (", ".join(str(a.address) for a in released) or "nothing"))  # fmt: skip
+    return 0
+
+
+def run_pool_list(args: argparse.Namespace) -> int:
+    with Ipam(_db(args)) as ipam:
+        data = ipam.summary(args.pool)
+        if args.instance:
+            data["allocations"] = [a.to_json() for a in ipam.allocations(args.instance)]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for e in data["entries"]:
+        print(f"{e['pool']:<12} {e['entry']:<40} used {e['used']}/{e['size']}")
+    for a in data["allocations"]:
+        print(f"  {a['address']:<40} {a['instance']}")
+    if not data["entries"]:
+        print("no pools")
+    return 0
