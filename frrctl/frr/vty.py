@@ -67,6 +67,34 @@ class VtyClient:
             raise DriverError(f"{self.daemon}: 'enable' refused: {reply.output.strip()}")
         return sock
 
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        """Connect now (FrrUnavailable if the daemon is not there)."""
+        self._connect()
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for select(): readable while idle means the
+        daemon closed the session (it died or restarts); see `idle_closed`."""
+        return self._connect().fileno()
+
+    def idle_closed(self) -> bool:
+        """Read an idle session: True (and disconnect) when the daemon closed it."""
+        if self._sock is None:
+            return True
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            return False  # nothing unsolicited is expected; ignore it
+        self.close()
+        return True
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

@@ -13,6 +13,7 @@ the socket and the retries.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -136,6 +137,38 @@ class VtyshDriver(AnnounceDriver):
         if bad:
             detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad[:5])
             raise DriverError(f"bgpd refused {len(bad)} of {len(commands)} commands: {detail}")
+
+    def invalid(self) -> list[IPNetwork]:
+        """frrctl's `network` prefixes whose every path bgpd holds as invalid.
+
+        bgpd's import-check resolves a `network` through zebra; one added while
+        bgpd had lost zebra (zebra restarting) stays "inaccessible" forever in
+        FRR 8.4, even once the kernel route is known again.
+        """
+        configured = self.read()
+        bad: list[IPNetwork] = []
+        for afi in ("ipv4", "ipv6"):
+            (reply,) = self.command(f"show bgp {afi} unicast json")
+            try:
+                routes = json.loads(reply.output or "{}").get("routes", {})
+            except ValueError as exc:
+                raise DriverError(f"bgpd: unreadable 'show bgp {afi} unicast json'") from exc
+            for prefix in configured:
+                if prefix.version != (4 if afi == "ipv4" else 6):
+                    continue
+                paths = routes.get(str(prefix), [])
+                if not any(path.get("valid") for path in paths):
+                    bad.append(prefix)
+        return sorted(bad, key=prefix_key)
+
+    def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Re-enter `network` statements (no + add) so that bgpd resolves them again."""
+        current = self.read()
+        todo = [p for p in prefixes if p in current]
+        if not todo:
+            return
+        self.apply(Plan(withdraw=tuple(todo)))
+        self.apply(Plan(announce=tuple((p, current[p]) for p in todo)))
 
     def close(self) -> None:
         self._bgpd.close()

@@ -1,0 +1,278 @@
+"""The daemon's decisions without FRR or a kernel: a fake driver, built snapshots."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter
+from frrctl.errors import FrrctlError, UsageError
+from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
+from frrctl.metrics import Metrics, resync_kind
+from frrctl.policy import Drain, KernelRoute, Plan, parse_prefix
+from frrctl.pools import IPNetwork, Pools
+from frrctl.status import (
+    DaemonNotRunning,
+    OperatorState,
+    format_status,
+    host_prefix,
+    load_operator,
+    request,
+    update_operator,
+)
+from frrctl.watch import KernelSnapshot
+
+P = parse_prefix
+
+
+class FakeDriver(AnnounceDriver):
+    """FRR's state in a dict; can fail, or apply only part of a batch."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.state: dict[IPNetwork, bool] = {}
+        self.fail: list[Exception] = []
+        self.partial = False
+        self.applied: list[Plan] = []
+        self.reads = 0
+
+    def read(self) -> dict[IPNetwork, bool]:
+        self.reads += 1
+        if self.fail:
+            raise self.fail.pop(0)
+        return dict(self.state)
+
+    def apply(self, plan: Plan) -> None:
+        self.applied.append(plan)
+        for prefix in plan.withdraw:
+            self.state.pop(prefix, None)
+        for i, (prefix, gshut) in enumerate(plan.announce):
+            if self.partial and i == 1:
+                raise DriverError("bgpd refused 1 of 2 commands")
+            self.state[prefix] = gshut
+
+
+def settings(tmp_path: Path, **kw: object) -> DaemonSettings:
+    base = {
+        "hostname": "hv1",
+        "asn": 64512,
+        "bridge": "cloudbr0",
+        "pools": Pools.parse(["192.0.2.0/25"], ["2001:db8:100::/64"]),
+        "driver": "vtysh",
+        "max_prefixes": 3,
+        "require_neighbor": False,
+        "vty_dir": tmp_path / "vty",
+        "state_dir": tmp_path / "state",
+        "metrics_port": None,
+    }
+    base.update(kw)
+    return DaemonSettings(**base)  # type: ignore[arg-type]
+
+
+def snap(*routes: tuple[str, str], generation: int = 1) -> KernelSnapshot:
+    return KernelSnapshot(
+        bridge="cloudbr0",
+        bridge_index=2,
+        bridge_up=True,
+        routes=tuple(KernelRoute(P(p), dev) for p, dev in routes),
+        permanent_neighbors=frozenset(),
+        bridge_addresses=frozenset(),
+        generation=generation,
+        cause="test",
+    )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Daemon:
+    d = Daemon(settings(tmp_path), driver=FakeDriver(), metrics=Metrics())
+    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("203.0.113.5/32", "cloudbr0"))
+    return d
+
+
+def fake(d: Daemon) -> FakeDriver:
+    assert isinstance(d.driver, FakeDriver)
+    return d.driver
+
+
+def test_pass_announces_only_policy_approved(daemon: Daemon) -> None:
+    assert daemon.reconcile()
+    assert fake(daemon).state == {P("192.0.2.30/32"): False}
+    assert daemon.frr_up and not daemon.pending
+    # nothing changed: no batch, no write to FRR
+    daemon.frr_state = None
+    assert daemon.reconcile() and len(fake(daemon).applied) == 1
+
+
+def test_stale_prefix_in_frr_is_withdrawn_valid_one_kept(daemon: Daemon) -> None:
+    fake(daemon).state = {P("192.0.2.30/32"): False, P("192.0.2.40/32"): False}
+    assert daemon.reconcile()
+    (plan,) = fake(daemon).applied
+    assert plan.withdraw == (P("192.0.2.40/32"),) and plan.announce == ()
+
+
+def test_frr_unavailable_is_retried_fast_never_raised(daemon: Daemon) -> None:
+    fake(daemon).fail = [FrrUnavailable("bgpd: cannot connect")]
+    assert not daemon.reconcile()
+    assert not daemon.frr_up and daemon.pending and daemon.frr_state is None
+    assert daemon.last_error and "cannot connect" in daemon.last_error
+    assert daemon.reconcile() and daemon.frr_up and daemon.last_error is None
+
+
+def test_half_applied_batch_is_noticed_and_completed(daemon: Daemon) -> None:
+    daemon.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    fake(daemon).partial = True
+    assert not daemon.reconcile()
+    assert daemon.frr_state is None  # FRR is re-read before the next batch
+    assert fake(daemon).state == {P("192.0.2.30/32"): False}
+    fake(daemon).partial = False
+    assert daemon.reconcile()
+    assert fake(daemon).state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
+    assert fake(daemon).applied[-1].announce == ((P("192.0.2.31/32"), False),)
+
+
+def test_verify_mismatch_is_an_error(daemon: Daemon) -> None:
+    drv = fake(daemon)
+    real_apply = drv.apply
+
+    def lossy(plan: Plan) -> None:  # FRR silently drops the change
+        drv.applied.append(plan)
+
+    drv.apply = lossy  # type: ignore[method-assign]
+    assert not daemon.reconcile()
+    assert daemon.last_error and "differs after applying" in daemon.last_error
+    drv.apply = real_apply  # type: ignore[method-assign]
+    assert daemon.reconcile()
+
+
+def test_unexpected_exception_does_not_end_the_loop(daemon: Daemon) -> None:
+    fake(daemon).fail = [RuntimeError("bug")]
+    assert not daemon.reconcile()
+    assert daemon.pending and daemon.next_attempt > 0
+
+
+def test_maximum_keeps_announced_and_alerts(daemon: Daemon) -> None:
+    routes = [(f"192.0.2.{i}/32", "cloudbr0") for i in range(40, 46)]
+    fake(daemon).state = {P("192.0.2.45/32"): False}
+    daemon.snapshot = snap(*routes)
+    assert daemon.reconcile()
+    assert P("192.0.2.45/32") in fake(daemon).state and len(fake(daemon).state) == 3
+    assert daemon.decision is not None and daemon.decision.alerts
+
+
+def test_operator_state_drain_and_hold(daemon: Daemon, tmp_path: Path) -> None:
+    state_dir = daemon.settings.state_dir
+    update_operator(state_dir, lambda s: OperatorState(Drain.GRACEFUL, s.held))
+    daemon._reload_operator("test")
+    assert daemon.reconcile()
+    assert fake(daemon).state == {P("192.0.2.30/32"): True}
+    update_operator(state_dir, lambda s: OperatorState(Drain.NONE, {P("192.0.2.30/32")}))
+    daemon._reload_operator("test")
+    assert daemon.reconcile() and fake(daemon).state == {}
+    status = daemon.status(peers=False)
+    item = {i["prefix"]: i for i in status["prefixes"]}["192.0.2.30/32"]
+    assert item["verdict"] == "held" and item["in_kernel"] and not item["in_frr"]
+    assert status["held"] == ["192.0.2.30/32"]
+
+
+def test_corrupt_operator_state_keeps_the_previous(daemon: Daemon) -> None:
+    state_dir = daemon.settings.state_dir
+    update_operator(state_dir, lambda s: OperatorState(Drain.WITHDRAW, s.held))
+    daemon._reload_operator("test")
+    (state_dir / "operator.json").write_text("{not json")
+    daemon._reload_operator("test")
+    assert daemon.operator.drain is Drain.WITHDRAW
+    with pytest.raises(FrrctlError, match="invalid operator state"):
+        load_operator(state_dir)
+
+
+def test_status_lists_every_candidate_with_reason(daemon: Daemon) -> None:
+    daemon.reconcile()
+    status = daemon.status(peers=False)
+    items = {i["prefix"]: i for i in status["prefixes"]}
+    assert items["203.0.113.5/32"]["verdict"] == "outside-pools"
+    assert items["203.0.113.5/32"]["reason"] == "address is outside the host's pools"
+    assert items["192.0.2.30/32"]["in_frr"] and items["192.0.2.30/32"]["kernel_interfaces"] == [
+        "cloudbr0"
+    ]
+    text = format_status(status)
+    assert "outside-pools" in text and "192.0.2.30/32" in text
+    json.dumps(status)  # serialisable as is
+
+
+def test_control_handle_reload_and_unknown(daemon: Daemon) -> None:
+    reply = daemon.handle({"cmd": "reload"})
+    assert reply["applied"] and reply["announced"] == 1
+    assert "error" in daemon.handle({"cmd": "nope"})
+
+
+def test_host_prefix_validation() -> None:
+    assert host_prefix("192.0.2.30") == P("192.0.2.30/32")
+    assert host_prefix("2001:db8::1") == ipaddress.ip_network("2001:db8::1/128")
+    for bad in ("192.0.2.0/24", "nonsense", "192.0.2.1/31"):
+        with pytest.raises(UsageError):
+            host_prefix(bad)
+
+
+def test_operator_state_roundtrip(tmp_path: Path) -> None:
+    state = OperatorState(Drain.GRACEFUL, frozenset({P("192.0.2.30/32")}))
+    assert OperatorState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert load_operator(tmp_path / "none") == OperatorState()
+
+
+def test_request_without_daemon(tmp_path: Path) -> None:
+    with pytest.raises(DaemonNotRunning, match="not running"):
+        request(tmp_path, {"cmd": "status"})
+
+
+def test_backoff_grows_to_its_maximum() -> None:
+    backoff = Backoff(0.1, 2.0)
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert delays[0] < 0.5 and max(delays) <= 2.0 + 0.1 and delays[-1] >= 1.0
+    backoff.reset()
+    assert backoff.next_delay() < 0.5
+
+
+def test_resync_kind_is_bounded() -> None:
+    assert resync_kind("initial dump") == "initial"
+    assert resync_kind("resync: netlink socket overrun (ENOBUFS)") == "overrun"
+    assert resync_kind("resync: cloudbr0 re-created (index 5 -> 9)") == "bridge-recreated"
+    assert resync_kind("resync: whatever") == "other"
+
+
+def test_json_log_lines_carry_fields() -> None:
+    import logging
+
+    record = logging.LogRecord("frrctl.daemon", logging.INFO, __file__, 1, "batch %s", ("x",), None)
+    record.fields = {"summary": "+1 -0 =0"}
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "batch x" and line["summary"] == "+1 -0 =0" and line["level"] == "info"
+
+
+def test_settings_from_inventory(tmp_path: Path) -> None:
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text(
+        """
+fabric: {pools: {ipv4: ["192.0.2.0/25"], ipv6: ["2001:db8:100::/64"]}}
+hosts:
+  - hostname: hv1
+    router-id: 198.18.0.2
+    asn: 64512
+    mode: controller
+    controller: {driver: grpc, max-prefixes: 7, require-neighbor: true, grpc-port: 50052}
+    uplinks:
+      - {interface: eth0, addresses: ["198.18.0.2/31"],
+         bgp: {neighbors: ["198.18.0.3"], remote-as: 64513}}
+"""
+    )
+    s = DaemonSettings.from_inventory(inv, "hv1", tmp_path, tmp_path, metrics_port=0)
+    assert (s.driver, s.max_prefixes, s.require_neighbor) == ("grpc", 7, True)
+    assert s.grpc_target == "127.0.0.1:50052" and s.metrics_port is None and s.asn == 64512
+    assert s.pools.contains_host_route(P("192.0.2.30/32"))
+    s = DaemonSettings.from_inventory(inv, "hv1", tmp_path, tmp_path, driver="vtysh")
+    assert s.driver == "vtysh" and s.metrics_port == 9342
+    with pytest.raises(FrrctlError, match="no host 'hv9'"):
+        DaemonSettings.from_inventory(inv, "hv9", tmp_path, tmp_path)
