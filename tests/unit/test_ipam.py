@@ -175,3 +175,23 @@ def test_cli_pool_roundtrip(tmp_path: Path) -> None:
     ]  # fmt: skip
     released = json.loads(cli("release", "--instance", "vm1", "--json").stdout)["released"]
     assert {r["address"] for r in released} == {"192.0.2.0", "2001:db8:100::"}
+
+
+def test_cli_pool_add_from_inventory(tmp_path: Path) -> None:
+    from frrctl.inventory import load_inventory
+
+    fleet_file = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
+    if not fleet_file.exists():
+        pytest.skip("examples/fleet.yaml not present")
+    db = str(tmp_path / "inv.db")
+    proc = subprocess.run([sys.executable, "-m", "frrctl.cli", "pool", "add", "--inventory",
+                           str(fleet_file), "--db", db, "--json"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    pools = load_inventory(fleet_file).fabric.pools.build()
+    assert json.loads(proc.stdout)["added"] == [e.text for e in (*pools.ipv4, *pools.ipv6)]
+    with Ipam(Path(db)) as ipam:
+        for version in (4, 6):
+            for _ in range(70):
+                addr = ipam.allocate("vm", version=version)
+                assert addr in pools
