@@ -8,8 +8,12 @@ One model (`GuestNet`), several renderings:
 * `network-data`: OpenStack `network_data.json`, as ConfigDrive carries it.
   The format has no on-link flag, and cloud-init 22.4's renderers drop it
   anyway, so the IPv4 routes start with a link route to the gateway
-  (`169.254.0.1/32`, gateway `0.0.0.0`): with it the default route's gateway
-  is reachable with or without on-link support;
+  (`169.254.0.1/32`, gateway `0.0.0.0`; netplan and networkd install it with
+  scope link), and the first IPv4 network carries `pointopoint: 169.254.0.1`
+  (a key cloud-init copies; its ENI renderer turns it into ifupdown's
+  `pointopoint`, i.e. `ip addr add X/32 peer 169.254.0.1`, because its
+  `route add` lines name no device). Either way the default route's gateway
+  is reachable without on-link support;
 * `windows`: PowerShell for the same (adapter found by MAC; an on-link route
   to the gateway, then the default routes);
 * `ip`: the iproute2 commands (what the lab runs in a VM namespace).
@@ -118,6 +122,10 @@ def network_data(g: GuestNet) -> dict[str, Any]:
             "routes": [],
         }
         if i == 0:
+            # cloud-init's ENI renderer: `address X/32` + `pointopoint` = ifupdown's
+            # `ip addr add X/32 peer 169.254.0.1`, whose peer route makes the
+            # gateway reachable for its device-less `route add default gw`.
+            net["pointopoint"] = str(GATEWAY4)
             net["routes"] = [
                 {"network": str(GATEWAY4), "netmask": "255.255.255.255", "gateway": "0.0.0.0"},
                 {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": str(GATEWAY4)},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -182,7 +184,10 @@ def test_cloud_init_reads_our_network_data(tmp_path: Path) -> None:
 
     eni = _only(_convert(src, "network_data.json", "eni", tmp_path / "eni"), "50-cloud-init")
     assert "address 192.0.2.30/32" in eni and "address 2001:db8:100::80/128" in eni
-    assert eni.index("route add -host 169.254.0.1/32") < eni.index(
+    # ifupdown: `pointopoint` = `ip addr add 192.0.2.30/32 peer 169.254.0.1`, whose peer
+    # route makes `route add default gw 169.254.0.1` (no device) succeed
+    stanza = eni[eni.index("address 192.0.2.30/32") :]
+    assert stanza.index("pointopoint 169.254.0.1") < stanza.index(
         "route add default gw 169.254.0.1"
     )
     assert "route add -A inet6 default gw fe80::1" in eni
@@ -258,3 +263,31 @@ def test_cloud_init_configdrive_datasource_reads_the_iso(tmp_path: Path) -> None
     assert subnets["2001:db8:100::80"]["type"] == "static6"
     assert {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "169.254.0.1"} in subnets[
         "192.0.2.30"]["routes"]  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("route") is None,
+                    reason="needs root and net-tools' route")  # fmt: skip
+def test_eni_rendering_works_in_a_namespace(tmp_path: Path) -> None:
+    """What ifupdown runs for cloud-init's ENI output of our network_data.json, in a netns."""
+    ns = f"fgc-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True,
+                                  text=True)  # fmt: skip
+
+        assert (
+            run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "e1").returncode == 0
+        )
+        run("ip", "link", "set", "eth0", "up")
+        # iface eth0 inet static / address 192.0.2.30/32 / pointopoint 169.254.0.1
+        assert run("ip", "addr", "add", "192.0.2.30/32", "peer", "169.254.0.1", "dev",
+                   "eth0").returncode == 0  # fmt: skip
+        # post-up route add default gw 169.254.0.1
+        proc = run("route", "add", "default", "gw", "169.254.0.1")
+        assert proc.returncode == 0, proc.stderr
+        routes = json.loads(run("ip", "-j", "route", "show", "default").stdout)
+        assert routes[0]["gateway"] == "169.254.0.1" and routes[0]["dev"] == "eth0"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
