@@ -3,8 +3,11 @@
 One model (`GuestNet`), several renderings:
 
 * `netplan`: cloud-init network-config version 2, matched by MAC: addresses
-  as /32 and /128, `accept-ra: false`, no DHCP, `0.0.0.0/0 via 169.254.0.1`
-  and `::/0 via fe80::1`, both `on-link: true`, nameservers;
+  as /32 and /128, `accept-ra: false`, no DHCP, `0.0.0.0/0 via 169.254.0.1
+  on-link: true`, `gateway6: fe80::1` (default via fe80::1; see netplan()),
+  nameservers. Meant for netplan guests, where cloud-init passes it through
+  unchanged; cloud-init 22.4 drops `on-link` when it renders v2 as ENI or
+  networkd, so those guests should read network_data.json (ConfigDrive);
 * `network-data`: OpenStack `network_data.json`, as ConfigDrive carries it.
   The format has no on-link flag, and cloud-init 22.4's renderers drop it
   anyway, so the IPv4 routes start with a link route to the gateway
@@ -88,12 +91,13 @@ def netplan(g: GuestNet) -> dict[str, Any]:
     }
     if g.mtu:
         eth["mtu"] = g.mtu
-    routes = []
     if g.v4:
-        routes.append({"to": "0.0.0.0/0", "via": str(GATEWAY4), "on-link": True})
+        eth["routes"] = [{"to": "0.0.0.0/0", "via": str(GATEWAY4), "on-link": True}]
     if g.v6:
-        routes.append({"to": "::/0", "via": str(GATEWAY6), "on-link": True})
-    eth["routes"] = routes
+        # `gateway6`, not a `::/0` route: cloud-init 22.4 turns a v2 route to ::/0
+        # into ::/64 when it renders ENI or networkd; gateway6 survives every
+        # renderer, and a link-local gateway is on-link by definition.
+        eth["gateway6"] = str(GATEWAY6)
     if g.dns:
         eth["nameservers"] = {"addresses": [str(a) for a in g.dns]}
     return {"network": {"version": 2, "ethernets": {g.ifname: eth}}}

@@ -62,18 +62,18 @@ def test_netplan_v2_shape() -> None:
         "192.0.2.30/32", "198.51.100.4/32", "2001:db8:100::80/128", "2001:db8:100::81/128",
     ]  # fmt: skip
     assert eth["accept-ra"] is False and eth["dhcp4"] is False and eth["dhcp6"] is False
-    assert eth["routes"] == [
-        {"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True},
-        {"to": "::/0", "via": "fe80::1", "on-link": True},
-    ]
+    assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True}]
+    assert eth["gateway6"] == "fe80::1"
     assert eth["nameservers"] == {"addresses": ["192.0.2.53", "2001:db8::53"]}
 
 
 def test_single_family_guests_get_only_their_gateway() -> None:
     v4 = GuestNet.parse(MAC, ["192.0.2.30"])
     v6 = GuestNet.parse(MAC, ["2001:db8:100::80"])
-    assert [r["via"] for r in yaml.safe_load(render(v4, "netplan"))["network"]["ethernets"][
-        "eth0"]["routes"]] == ["169.254.0.1"]  # fmt: skip
+    eth4 = yaml.safe_load(render(v4, "netplan"))["network"]["ethernets"]["eth0"]
+    eth6 = yaml.safe_load(render(v6, "netplan"))["network"]["ethernets"]["eth0"]
+    assert [r["via"] for r in eth4["routes"]] == ["169.254.0.1"] and "gateway6" not in eth4
+    assert "routes" not in eth6 and eth6["gateway6"] == "fe80::1"
     assert [n["type"] for n in network_data(v6)["networks"]] == ["ipv6"]
     assert "-NextHop fe80::1" not in windows(v4) and "-NextHop 169.254.0.1" not in windows(v6)
     assert "nameservers" not in yaml.safe_load(render(v4, "netplan"))["network"]["ethernets"][
@@ -143,17 +143,21 @@ def test_cloud_init_reads_our_v2_config(tmp_path: Path) -> None:
     out = yaml.safe_load(_only(_convert(src, "yaml", "netplan", tmp_path / "np"), ".yaml"))
     eth = out["network"]["ethernets"]["eth0"]
     assert "192.0.2.30/32" in eth["addresses"] and "2001:db8:100::80/128" in eth["addresses"]
-    assert {"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True} in eth["routes"]
-    assert {"to": "::/0", "via": "fe80::1", "on-link": True} in eth["routes"]
+    assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True}]
+    assert eth["gateway6"] == "fe80::1"
     assert eth["match"]["macaddress"] == MAC and eth["accept-ra"] is False
-    # networkd / ENI renderers of cloud-init 22.4: addresses and gateways arrive
-    # (its v2->v1 conversion drops on-link; see test_cloud_init_reads_our_network_data)
+    # networkd / ENI renderers of cloud-init 22.4: addresses and both default
+    # routes arrive (the IPv6 one as a real default, not the ::/64 that a ::/0
+    # route becomes); on-link is dropped by cloud-init here, which is why
+    # ConfigDrive guests get network_data.json (see the next test)
     nd = _only(_convert(src, "yaml", "networkd", tmp_path / "nd"), ".network")
     assert "Address=192.0.2.30/32" in nd and "Address=2001:db8:100::81/128" in nd
     assert "Gateway=169.254.0.1" in nd and "Gateway=fe80::1" in nd
+    assert "::/64" not in nd
     assert f"MACAddress={MAC}" in nd
     eni = _only(_convert(src, "yaml", "eni", tmp_path / "eni"), "50-cloud-init")
     assert "address 192.0.2.30/32" in eni and "address 2001:db8:100::80/128" in eni
+    assert "gateway fe80::1" in eni and "::/64" not in eni
 
 
 @needs_cloud_init
