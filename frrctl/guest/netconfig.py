@@ -201,11 +201,16 @@ def windows(g: GuestNet) -> str:
 
 
 def ip_commands(g: GuestNet, ifname: str | None = None) -> list[list[str]]:
-    """iproute2 argv lists that configure a Linux guest (or a lab VM namespace)."""
+    """iproute2 argv lists that configure a Linux guest (or a lab VM namespace).
+
+    The MAC is set before the link comes up: the guest's EUI-64 link-local
+    address (the one the port guard allows by default) derives from it.
+    """
     dev = ifname or g.ifname
-    cmds: list[list[str]] = [["ip", "link", "set", "dev", dev, "up"]]
+    cmds: list[list[str]] = [["ip", "link", "set", "dev", dev, "address", g.mac]]
     if g.mtu:
-        cmds.insert(0, ["ip", "link", "set", "dev", dev, "mtu", str(g.mtu)])
+        cmds.append(["ip", "link", "set", "dev", dev, "mtu", str(g.mtu)])
+    cmds.append(["ip", "link", "set", "dev", dev, "up"])
     cmds += [["ip", "addr", "add", _cidr(a), "dev", dev] for a in g.v4]
     cmds += [["ip", "-6", "addr", "add", _cidr(a), "dev", dev, "nodad"] for a in g.v6]
     if g.v4:

@@ -97,6 +97,7 @@ def test_windows_commands() -> None:
 
 def test_ip_commands_configure_exactly_a_vm() -> None:
     cmds = [" ".join(c) for c in ip_commands(_net(), "eth0")]
+    assert cmds[:2] == [f"ip link set dev eth0 address {MAC}", "ip link set dev eth0 up"]
     assert "ip addr add 192.0.2.30/32 dev eth0" in cmds
     assert "ip -6 addr add 2001:db8:100::80/128 dev eth0 nodad" in cmds
     assert cmds[-2:] == [

@@ -344,3 +344,23 @@ except FrrctlError as exc:
     link = json.loads(hostns.run("ip", "-j", "link", "show", g1.port).stdout)[0]
     assert "master" not in link
     assert hostns.frrctl_json("instance", "list")["instances"] == []
+
+
+def test_guest_configured_from_generated_ip_commands(hostns: HostNs) -> None:
+    """The VM namespace runs exactly `frrctl guest-config --format ip`, as the lab does."""
+    hostns.frrctl("host", "setup")
+    g = hostns.add_guest("gc", MAC1, "192.0.2.33", "2001:db8:100::33", configure=False)
+    g.run("ip", "link", "set", "eth0", "address", "52:54:00:00:00:99")  # a random MAC at first
+    script = subprocess.run(
+        [sys.executable, "-m", "frrctl.cli", "guest-config", "--format", "ip", "--mac", MAC1,
+         "--ip", "192.0.2.33", "2001:db8:100::33"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for line in script.splitlines():
+        g.run(*line.split())
+    hostns.frrctl("instance", "plug", "vm1", "--mac", MAC1, "--ip", "192.0.2.33",
+                  "2001:db8:100::33", "--port", g.port)  # fmt: skip
+    assert g.ping("169.254.0.1")
+    assert g.ping("fe80::1%eth0", source="2001:db8:100::33")
+    drops = hostns.frrctl_json("instance", "list", "--counters")["instances"][0]["drops"]
+    assert drops["ip6-src"]["packets"] == 0 and drops["mac"]["packets"] == 0
