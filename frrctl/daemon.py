@@ -80,6 +80,8 @@ class DaemonSettings:
     vty_dir: Path
     state_dir: Path
     grpc_target: str = "127.0.0.1:50051"
+    grpc_port: int = 50051
+    grpc_guard: bool = True  # nftables: the gRPC port only from the host itself
     grpc_shards: int = 64
     metrics_port: int | None = 9342
     verify_interval: float = 30.0
@@ -124,6 +126,7 @@ class DaemonSettings:
             vty_dir=vty_dir,
             state_dir=state_dir,
             grpc_target=f"127.0.0.1:{ctl.grpc_port}",
+            grpc_port=ctl.grpc_port,
             metrics_port=ctl.metrics_port,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
@@ -288,6 +291,14 @@ class Daemon:
                 raise FrrctlError(
                     f"cannot serve metrics on 127.0.0.1:{s.metrics_port}: {exc.strerror}"
                 ) from None
+        if s.driver == "grpc" and s.grpc_guard:
+            from frrctl.frr.firewall import guard_grpc_port
+
+            try:
+                guard_grpc_port(s.grpc_port)
+            except DriverError as exc:
+                raise FrrctlError(str(exc)) from None
+            log.info("gRPC port %d closed to everything but loopback (nftables)", s.grpc_port)
         self._open_control()
         old = {
             sig: signal.signal(sig, self._signal)

@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--driver", choices=("vtysh", "grpc"), help="override the inventory's driver")
     p.add_argument("--grpc-target", help="gRPC target (default 127.0.0.1:<grpc-port>)")
     p.add_argument(
+        "--no-grpc-guard",
+        dest="grpc_guard",
+        action="store_false",
+        default=None,
+        help="do not install the nftables rule that closes the gRPC port to everything "
+        "but loopback (firewall it yourself)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         help="override the inventory's metrics-port (0: no metrics endpoint)",
@@ -139,6 +147,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         grpc_target=args.grpc_target,
         metrics_port=args.metrics_port,
         verify_interval=args.verify_interval,
+        grpc_guard=args.grpc_guard,
     )
     Daemon(settings).run()
     return 0

@@ -159,6 +159,7 @@ class Event:
     kind: str  # announce | withdraw | down
     prefix: str
     communities: tuple[tuple[int, int], ...] = ()
+    time: float = 0.0  # when ExaBGP received it (epoch seconds)
 
 
 def parse_record(lines: list[str]) -> list[Event]:
@@ -169,9 +170,10 @@ def parse_record(lines: list[str]) -> list[Event]:
             msg = json.loads(line)
         except ValueError:
             continue
+        when = float(msg.get("time", 0.0))
         if msg.get("type") == "state":
             if msg.get("neighbor", {}).get("state") in ("down", "connected"):
-                events.append(Event("down", ""))
+                events.append(Event("down", "", (), when))
             continue
         if msg.get("type") != "update":
             continue
@@ -182,11 +184,11 @@ def parse_record(lines: list[str]) -> list[Event]:
             for routes in family.values():
                 for route in routes:
                     nlri = route["nlri"] if isinstance(route, dict) else str(route)
-                    events.append(Event("announce", nlri, communities))
+                    events.append(Event("announce", nlri, communities, when))
         for routes in update.get("withdraw", {}).values():
             for route in routes:
                 nlri = route["nlri"] if isinstance(route, dict) else str(route)
-                events.append(Event("withdraw", nlri))
+                events.append(Event("withdraw", nlri, (), when))
     return events
 
 

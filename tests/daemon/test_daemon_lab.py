@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from frrctl.frr.netns import connect_in_netns
 
-from .conftest import GSHUT, MAX_PREFIXES, Lab, needs_lab
+from .conftest import GRPC_PORT, GSHUT, MAX_PREFIXES, Lab, needs_lab
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
@@ -51,7 +51,7 @@ def status_by_prefix(lab: Lab) -> dict[str, dict[str, object]]:
     return {item["prefix"]: item for item in lab.status()["prefixes"]}
 
 
-def wait(cond, timeout: float = 20, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait(cond: Callable[[], object], timeout: float = 20, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -286,3 +286,16 @@ def test_operator_state_applies_while_daemon_is_down(running: Lab) -> None:
     lab.wait_peer(lambda got: not set(GOOD) & set(got))
     lab.cli("undrain")
     lab.wait_peer(lambda got: set(GOOD) <= set(got))
+
+
+def test_grpc_port_closed_to_the_outside(running: Lab) -> None:
+    lab = running
+    if lab.driver != "grpc":
+        pytest.skip("only the gRPC driver opens a gRPC port")
+    # from the host itself: open (the daemon uses it)
+    connect_in_netns(lab.host.name, "127.0.0.1", GRPC_PORT, timeout=5).close()
+    # from the upstream side (the peer's namespace): dropped by the daemon's guard
+    with pytest.raises(OSError):
+        connect_in_netns(lab.peer_ns, "198.18.0.2", GRPC_PORT, timeout=2).close()
+    rules = lab.host.ns_exec(["nft", "list", "table", "inet", "frrctl_grpc_guard"]).stdout
+    assert f"tcp dport {GRPC_PORT}" in rules and "drop" in rules

@@ -169,7 +169,7 @@ def test_operator_state_drain_and_hold(daemon: Daemon, tmp_path: Path) -> None:
     daemon._reload_operator("test")
     assert daemon.reconcile()
     assert fake(daemon).state == {P("192.0.2.30/32"): True}
-    update_operator(state_dir, lambda s: OperatorState(Drain.NONE, {P("192.0.2.30/32")}))
+    update_operator(state_dir, lambda s: OperatorState(Drain.NONE, frozenset({P("192.0.2.30/32")})))
     daemon._reload_operator("test")
     assert daemon.reconcile() and fake(daemon).state == {}
     status = daemon.status(peers=False)
@@ -276,3 +276,13 @@ hosts:
     assert s.driver == "vtysh" and s.metrics_port == 9342
     with pytest.raises(FrrctlError, match="no host 'hv9'"):
         DaemonSettings.from_inventory(inv, "hv9", tmp_path, tmp_path)
+
+
+def test_grpc_guard_ruleset_is_one_idempotent_transaction() -> None:
+    from frrctl.frr.firewall import ruleset
+
+    text = ruleset(50051)
+    assert text.index("delete table inet frrctl_grpc_guard") < text.index("chain input")
+    assert 'iifname != "lo" tcp dport 50051 counter drop' in text
+    with pytest.raises(ValueError):
+        ruleset(0)
