@@ -29,6 +29,7 @@ from typing import Any
 
 import jinja2
 
+from frrctl.frr.gate import Gate
 from frrctl.inventory import Fabric, Fleet, Host, Uplink
 from frrctl.pools import Pools
 
@@ -160,7 +161,7 @@ class Neighbor:
 class Family:
     name: str  # ipv4 | ipv6
     redistribute: bool
-    route_map: str
+    route_map: str  # the route-map of `redistribute kernel` (when redistribute)
     import_list: str
     export_list: str
     neighbors: list[tuple[Neighbor, bool]]  # (neighbor, active in this family)
@@ -195,6 +196,7 @@ def bgp_section(host: Host) -> Bgp | None:
                 Neighbor(address, uplink.interface, False, remote_as, bfd, frozenset({version}))
             )
     neighbors.sort(key=lambda n: n.sort_key)
+    gate = grpc_gate(host)
     families = []
     for version in (4, 6):
         members = [(n, version in n.versions) for n in neighbors]
@@ -203,14 +205,24 @@ def bgp_section(host: Host) -> Bgp | None:
         families.append(
             Family(
                 name=_AFI[version],
-                redistribute=host.mode == "redistribute",
-                route_map=ROUTE_MAP[version],
+                # redistribute mode: FRR announces what only-cloud lets through; the
+                # gRPC driver opens its own gate per prefix; the vtysh driver uses
+                # `network` statements and needs no redistribution at all.
+                redistribute=host.mode == "redistribute" or gate is not None,
+                route_map=gate.route_map(version) if gate else ROUTE_MAP[version],
                 import_list=DEFAULT_LIST[version],
                 export_list=POOL_LIST[version],
                 neighbors=members,
             )
         )
     return Bgp(host.asn, neighbors, families)
+
+
+def grpc_gate(host: Host, bridge: str = "cloudbr0") -> Gate | None:
+    """The gRPC driver's gate (prefix-lists behind route-maps), for controller+grpc hosts."""
+    if host.mode == "controller" and host.controller.driver == "grpc":
+        return Gate(bridge=bridge)
+    return None
 
 
 def ospf_areas(host: Host, version: int) -> list[str]:
@@ -274,6 +286,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
     env = _environment()
     fabric: Fabric = fleet.fabric
     pools = fleet.pools_of(host)
+    gate = grpc_gate(host, fabric.bridge)
     context: dict[str, Any] = {
         "host": host,
         "fabric": fabric,
@@ -281,6 +294,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
         "route_maps": route_map_lines(fabric.bridge),
         "route_map": ROUTE_MAP,
+        "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
         "fib_filter": fib_filter_lines(host),
         "interfaces": interface_sections(host),
         "bgp": bgp_section(host),

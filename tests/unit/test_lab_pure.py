@@ -119,3 +119,17 @@ def test_parse_reload_test() -> None:
     )
     assert parse_reload_test(out) == ["-no hostname vm", "+hostname hv1"]
     assert parse_reload_test("") == []
+
+
+def test_static_config_changes_ignore_the_daemons_own_statements() -> None:
+    from frrctl.lab.verify import static_config_changes
+
+    daemon = ["-address-family ipv4 unicast", "-no network 192.0.2.10/32", "-router bgp 65001"]
+    assert static_config_changes(daemon, controller=True) == []
+    assert static_config_changes(daemon, controller=False) == daemon
+    drift = [*daemon, "+neighbor 198.18.0.0 bfd"]
+    assert static_config_changes(drift, controller=True) == [
+        "-address-family ipv4 unicast",
+        "-router bgp 65001",
+        "+neighbor 198.18.0.0 bfd",
+    ]

@@ -48,22 +48,34 @@ def test_policy_lines_in_every_config() -> None:
         fleet = load_inventory(path)
         for host, files in render_fleet(fleet).items():
             conf = files["frr.conf"]
+            h = fleet.host(host)
+            grpc = h.mode == "controller" and h.controller.driver == "grpc"
             assert "route-map only-cloud permit 10\n match interface cloudbr0\n" in conf, host
+            allowed = {
+                "redistribute kernel route-map only-cloud",
+                "redistribute kernel route-map only-cloud-v6",
+            }
+            if grpc:  # BGP goes through the daemon's gate, OSPF through only-cloud
+                allowed |= {
+                    "redistribute kernel route-map frrctl-announce-v4",
+                    "redistribute kernel route-map frrctl-announce-v6",
+                }
             for line in conf.splitlines():
                 if "redistribute kernel" in line:
-                    assert line.strip() in (
-                        "redistribute kernel route-map only-cloud",
-                        "redistribute kernel route-map only-cloud-v6",
-                    ), host
-            h = fleet.host(host)
+                    assert line.strip() in allowed, host
+            # Every route-map entry that lets a kernel route out is tied to the bridge.
+            for block in conf.split("\nroute-map ")[1:]:
+                if block.startswith(("only-cloud", "frrctl-announce")):
+                    assert "\n match interface cloudbr0\n" in block, (host, block[:60])
             for uplink in h.uplinks:
                 if uplink.bgp:
                     names = uplink.bgp.neighbors or [uplink.interface]
                     for name in names:
                         assert f"neighbor {name} prefix-list cloud-pool-v" in conf
                         assert f"neighbor {name} prefix-list default-only-v" in conf
-            if h.mode == "controller":
-                assert "redistribute kernel" not in conf.split("router bgp")[-1].split("exit\n")[0]
+            if h.mode == "controller" and not grpc:
+                bgp = conf.split("router bgp")[-1].split("exit\n")[0]
+                assert "redistribute kernel" not in bgp, host
 
 
 def test_prefix_lists_cover_pools_exactly() -> None:
