@@ -85,6 +85,8 @@ class DaemonSettings:
     grpc_shards: int = 64
     metrics_port: int | None = 9342
     verify_interval: float = 30.0
+    verify_delay: float = 0.05  # read back this long after the last batch of a burst
+    verify_max_delay: float = 2.0  # ... but never later than this after the first
     probe_interval: float = 0.1
     window: float = 0.01  # netlink burst window (quiet time that ends a burst)
     max_window: float = 0.1
@@ -250,10 +252,13 @@ class Daemon:
         self.pending = True  # a pass is due
         self.next_attempt = 0.0  # monotonic time before which no pass runs (backoff)
         self.next_verify = 0.0
+        self.unverified_since: float | None = None  # batches applied, not read back yet
+        self.verify_at = 0.0
         self.backoff = Backoff()  # FRR answers errors
         # bgpd `network` statements stuck unresolved (see VtyshDriver.invalid):
-        # checked every second for a while after zebra came back, and at each
-        # periodic verify; refreshed when found invalid twice in a row.
+        # checked every second for a while after zebra came back (the check
+        # reads bgpd's whole table: too heavy to run all the time); refreshed
+        # when found invalid twice in a row.
         self.repair_until = 0.0
         self.next_repair = 0.0
         self.suspect: set[IPNetwork] = set()
@@ -390,6 +395,8 @@ class Daemon:
         waits = [self.next_verify - now]
         if self.pending:
             waits.append(self.next_attempt - now)
+        if self.unverified_since is not None:
+            waits.append(self._verify_due() - now)
         if self.monitor.down or not self.frr_up:
             waits.append(self.settings.probe_interval)
         return max(0.0, min(waits))
@@ -420,8 +427,12 @@ class Daemon:
         if now >= self.next_verify:
             self.frr_state = None  # periodic check against FRR's real state
             self.pending = True
-            self.repair_until = max(self.repair_until, now + 2.5)
-            self.next_repair = min(self.next_repair, now + 1)
+        if (
+            self.unverified_since is not None
+            and not self.pending
+            and time.monotonic() >= self._verify_due()
+        ):
+            self.verify()
         if now < self.repair_until and now >= self.next_repair and self.frr_up:
             self.next_repair = now + 1
             self._repair()
@@ -429,6 +440,10 @@ class Daemon:
         # it reconciles the moment bgpd is back.
         if self.pending and now >= self.next_attempt and "bgpd" not in self.monitor.down:
             self.reconcile()
+
+    def _verify_due(self) -> float:
+        assert self.unverified_since is not None
+        return min(self.verify_at, self.unverified_since + self.settings.verify_max_delay)
 
     def _read_netlink(self) -> None:
         try:
@@ -544,7 +559,7 @@ class Daemon:
             desired = decision.desired
             plan = diff(desired, self.frr_state)
             if plan:
-                self.frr_state = None  # unknown until read back
+                before, self.frr_state = self.frr_state, None  # unknown if apply fails
                 t0 = time.perf_counter()
                 self.driver.apply(plan)
                 elapsed = time.perf_counter() - t0
@@ -553,13 +568,17 @@ class Daemon:
                 self.metrics.changes.labels("withdraw").inc(len(plan.withdraw))
                 self.last_batch_seconds = elapsed
                 self.last_plan = plan.summary()
-                after = self.driver.read()
-                left = diff(desired, after)
-                if left:
-                    raise DriverError(
-                        f"FRR state differs after applying {plan.summary()}: still {left.summary()}"
-                    )
-                self.frr_state = after
+                # FRR took the whole batch: what it should hold now. It is read
+                # back and compared (verify) as soon as the burst is over, not
+                # inside it: a read of 10,000 statements costs ~0.3 s.
+                expected = dict(before)
+                for prefix in plan.withdraw:
+                    expected.pop(prefix, None)
+                expected.update(plan.announce)
+                self.frr_state = expected
+                now = time.monotonic()
+                self.unverified_since = self.unverified_since or now
+                self.verify_at = now + self.settings.verify_delay
                 log.info(
                     "batch applied",
                     extra={"fields": {
@@ -595,8 +614,41 @@ class Daemon:
             self.on_pass()
         return True
 
+    def verify(self) -> bool:
+        """Read FRR back and compare with the decision; a difference is an error
+        (a change FRR accepted but did not keep, or someone else's edit) and the
+        next pass reconciles from what was read."""
+        if self.decision is None:
+            return False
+        try:
+            after = self.driver.read()
+        except FrrUnavailable as exc:
+            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
+            return False
+        except DriverError as exc:
+            self._failed("driver", exc, self.backoff.next_delay())
+            return False
+        self.unverified_since = None
+        self.frr_state = after
+        self.metrics.announced.set(len(after))
+        left = diff(self.decision.desired, after)
+        if left:
+            self.metrics.errors.labels("verify").inc()
+            message = f"FRR differs from the applied batches: still {left.summary()}"
+            log.error("verify failed, reconciling from FRR's state", extra={"fields": {
+                "error": message,
+                "announce": [str(p) for p, _ in left.announce[:20]],
+                "withdraw": [str(p) for p in left.withdraw[:20]],
+            }})  # fmt: skip
+            self.last_error = message
+            self.pending = True
+            self.next_attempt = time.monotonic() + self.backoff.next_delay()
+            return False
+        return True
+
     def _failed(self, kind: str, exc: Exception, delay: float) -> None:
         message = str(exc)
+        self.unverified_since = None  # the re-read before the next batch verifies
         self.frr_state = None  # a batch may be half-applied: read FRR before the next one
         self.metrics.errors.labels(kind).inc()
         self.metrics.reconciles.labels("failed").inc()
@@ -664,7 +716,7 @@ class Daemon:
             return self.status(peers=bool(message.get("peers", True)))
         if cmd == "reload":
             self._reload_operator("control")
-            ok = self.reconcile()
+            ok = self.reconcile() and (self.unverified_since is None or self.verify())
             return {
                 "applied": ok,
                 "drain": self.operator.drain.value,
@@ -722,6 +774,7 @@ class Daemon:
             "max_prefixes": s.max_prefixes,
             "require_neighbor": s.require_neighbor,
             "announced_count": len(frr),
+            "frr_state_verified": self.unverified_since is None,
             "alerts": list(self.decision.alerts) if self.decision else [],
             "last_error": self.last_error,
             "last_batch": self.last_plan,

@@ -138,14 +138,29 @@ def test_verify_mismatch_is_an_error(daemon: Daemon) -> None:
     drv = fake(daemon)
     real_apply = drv.apply
 
-    def lossy(plan: Plan) -> None:  # FRR silently drops the change
+    def lossy(plan: Plan) -> None:  # FRR accepts the change but does not keep it
         drv.applied.append(plan)
 
     drv.apply = lossy  # type: ignore[method-assign]
-    assert not daemon.reconcile()
-    assert daemon.last_error and "differs after applying" in daemon.last_error
+    assert daemon.reconcile()  # applied; read back later, once the burst is over
+    assert daemon.unverified_since is not None
+    assert daemon.status(peers=False)["frr_state_verified"] is False
+    assert not daemon.verify()
+    assert daemon.last_error and "differs" in daemon.last_error and daemon.pending
+    assert daemon.frr_state == {}  # what FRR really holds
     drv.apply = real_apply  # type: ignore[method-assign]
+    assert daemon.reconcile() and daemon.verify()
+    assert drv.state == {P("192.0.2.30/32"): False}
+
+
+def test_batches_are_verified_once_per_burst(daemon: Daemon) -> None:
+    drv = fake(daemon)
     assert daemon.reconcile()
+    reads = drv.reads
+    daemon.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    assert daemon.reconcile()
+    assert drv.reads == reads  # diffed against the expected state, no read in the burst
+    assert daemon.verify() and drv.reads == reads + 1 and daemon.unverified_since is None
 
 
 def test_unexpected_exception_does_not_end_the_loop(daemon: Daemon) -> None:
