@@ -1,13 +1,15 @@
 """`frrctl instance plug|unplug|list`: per-VM host routes, neighbours and port guard.
 
-Plug, for every address of the VM, on the bridge:
+Plug, with `--port`, first sets up the port (attached to the bridge, up,
+isolated, no learning, no unknown-unicast flood, a static fdb entry for the
+VM MAC) and its nftables guard in one nft transaction; then, for every
+address of the VM, on the bridge:
 
     neigh replace ADDR lladdr MAC nud permanent   (first: the route never
     route add ADDR/32|128 proto boot scope link    points at an unresolved VM)
 
-all in one netlink batch; with `--port` also the port's bridge settings
-(isolated, no learning, no unknown-unicast flood, a static fdb entry for the
-VM MAC) and its nftables guard in one nft transaction. Everything is checked
+all in one netlink batch, so that FRR only ever sees a route to a VM that is
+reachable behind its guarded port. Everything is checked
 before anything changes; a failure midway undoes every change made so far.
 The record (SQLite, state dir) is committed last, under the write lock that
 serialises concurrent plugs. Re-plugging the same data changes nothing (it
@@ -38,6 +40,7 @@ from frrctl.host.netlink import (
     Op,
     RouteInfo,
 )
+from frrctl.host.nft import TABLE as NFT_TABLE
 from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
 from frrctl.host.state import Instance, StateStore
 from frrctl.host.validate import eui64_link_local
@@ -255,8 +258,10 @@ class Host:
             undo.reverse()
             undo_port: list[Any] = []
             try:
-                self.nl.apply(ops)
+                # Port first (attached, up, guarded), then neighbours and routes: when
+                # FRR sees the route, the VM is already reachable behind a guarded port.
                 port_setup = self._port_apply(new, old, port_ops, undo_port)
+                self.nl.apply(ops)
                 inst = Instance(
                     name, self.bridge, mac, addresses, port,
                     port_setup=port_setup, plugged_at=time.time(),
@@ -376,6 +381,15 @@ class Host:
         if not plan["nft_ok"]:
             script = plug_script(new.name, new.port, plan["rules"], plan["table"])
             self.nft.run(script)
+            # undo: the previous guard of this port back, or no guard at all
+            previous = None
+            if (
+                old is not None
+                and old.port == new.port
+                and chain_name(new.name) in (plan["table"].chains)
+            ):
+                previous = self._rules(old)
+            undo.append(("nft", new.name, new.port, previous))
         setup["link_locals"] = plan["lls"]
         setup["any_link_local"] = plan["any_ll"]
         return setup
@@ -427,7 +441,20 @@ class Host:
         ipr = self.nl.ipr
         for item in reversed(undo_port):
             try:
-                if item[0] == "down":
+                if item[0] == "nft":
+                    _, name, port, previous = item
+                    view = self.nft.instance_view(name)
+                    if previous is None:
+                        chain = chain_name(name)
+                        self.nft.run(unplug_script(
+                            name, port, have_element=view.elements.get(port) == chain,
+                            have_chain=chain in view.chains,
+                        ))  # fmt: skip
+                        if set(view.elements) <= {port}:
+                            self.nft.run(f"delete table bridge {NFT_TABLE}\n")
+                    else:
+                        self.nft.run(plug_script(name, port, previous, view))
+                elif item[0] == "down":
                     ipr.link("set", index=item[1], state="down")
                 elif item[0] == "nomaster":
                     ipr.link("set", index=item[1], master=0)
@@ -437,7 +464,7 @@ class Host:
                         ipr.brport("set", index=item[1], **restore)
                 elif item[0] == "fdb":
                     self._fdb_del(item[1], item[2])
-            except NetlinkError:
+            except (NetlinkError, FrrctlError):
                 pass
         with contextlib.suppress(BatchError):
             self.nl.apply(undo, ignore_missing=True)
