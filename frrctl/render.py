@@ -30,6 +30,7 @@ from typing import Any
 import jinja2
 
 from frrctl.frr.gate import Gate
+from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, Uplink
 from frrctl.pools import Pools
 
@@ -307,6 +308,8 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
             else None
         ),
         "uplinks": [_uplink_summary(u) for u in host.uplinks],
+        "gateway_mac": GATEWAY_MAC,
+        "sysctls": sorted(bridge_sysctls(fabric.bridge).items()),
     }
     files = {
         "frr.conf": "frr.conf.j2",
@@ -314,6 +317,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         f"ifupdown/{fabric.bridge}": "ifupdown-bridge.j2",
         f"networkd/10-{fabric.bridge}.netdev": "networkd-bridge.netdev.j2",
         f"networkd/10-{fabric.bridge}.network": "networkd-bridge.network.j2",
+        f"sysctl.d/90-frrctl-{fabric.bridge}.conf": "sysctl-bridge.conf.j2",
     }
     return {path: env.get_template(name).render(context) for path, name in files.items()}
 

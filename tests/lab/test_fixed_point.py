@@ -56,3 +56,20 @@ def test_edge_config_is_a_fixed_point(hostname: str) -> None:
         netns.delete_namespace(peer)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
+
+
+def test_rendered_sysctl_file_applies_to_a_real_bridge(tmp_path: Path) -> None:
+    files = RENDERED["v6only"]
+    conf = tmp_path / "bridge.conf"
+    conf.write_text(files["sysctl.d/90-frrctl-cloudbr0.conf"])
+    ns = f"fp{secrets.token_hex(3)}-br"
+    try:
+        netns.add_namespace(ns)
+        netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
+        result = netns.ns_run(ns, ["sysctl", "-p", str(conf)], check=False)
+        assert result.returncode == 0, result.stderr
+        assert (
+            netns.ns_run(ns, ["sysctl", "-n", "net.ipv4.conf.cloudbr0.arp_ignore"]).stdout == "1\n"
+        )
+    finally:
+        netns.delete_namespace(ns)
