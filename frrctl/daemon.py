@@ -43,10 +43,14 @@ import tenacity
 
 from frrctl.errors import FrrctlError, UsageError
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy
+from frrctl.frr.ospf import OspfGate
 from frrctl.frr.vty import VtyClient
 from frrctl.metrics import Metrics, resync_kind
 from frrctl.policy import (
+    Code,
     Decision,
+    Drain,
+    Plan,
     PolicyConfig,
     Verdict,
     decide,
@@ -63,7 +67,7 @@ from frrctl.watch import KernelSnapshot, NetlinkWatcher
 
 log = logging.getLogger("frrctl.daemon")
 
-MONITORED = ("zebra", "bgpd")
+MONITORED = ("zebra", "bgpd", "ospfd", "ospf6d")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class DaemonSettings:
     grpc_target: str = "127.0.0.1:50051"
     grpc_port: int = 50051
     grpc_guard: bool = True  # nftables: the gRPC port only from the host itself
+    runs_bgp: bool = True
+    ospf_versions: tuple[int, ...] = ()  # 4: ospfd, 6: ospf6d (only-cloud gate)
     grpc_shards: int = 64
     metrics_port: int | None = 9342
     verify_interval: float = 30.0
@@ -112,11 +118,9 @@ class DaemonSettings:
                 hostname,
                 host.mode,
             )
-        if not host.runs_bgp:
-            raise UsageError(
-                f"host {hostname!r} runs no BGP: the daemon announces through bgpd "
-                "(OSPF hosts announce through the rendered only-cloud route-map)"
-            )
+        ospf = tuple(v for v, on in ((4, host.runs_ospf), (6, host.runs_ospf6)) if on)
+        if not host.runs_bgp and not ospf:
+            raise UsageError(f"host {hostname!r} runs neither BGP nor OSPF: nothing to announce")
         settings = cls(
             hostname=hostname,
             asn=host.asn,
@@ -130,6 +134,8 @@ class DaemonSettings:
             grpc_target=f"127.0.0.1:{ctl.grpc_port}",
             grpc_port=ctl.grpc_port,
             metrics_port=ctl.metrics_port,
+            runs_bgp=host.runs_bgp,
+            ospf_versions=ospf,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if clean.get("metrics_port") == 0:
@@ -141,6 +147,8 @@ def make_driver(settings: DaemonSettings) -> AnnounceDriver:
     # Short per-call retries: the loop does the long-term retrying, and stays
     # responsive (kernel events, status) while FRR is away.
     retry = RetryPolicy(deadline=0.3, first_wait=0.02, max_wait=0.1)
+    if not settings.runs_bgp:
+        return NoBgp()
     if settings.driver == "vtysh":
         from frrctl.frr.vtysh import VtyshDriver
 
@@ -154,6 +162,19 @@ def make_driver(settings: DaemonSettings) -> AnnounceDriver:
         gate = Gate(bridge=settings.bridge, shards=settings.grpc_shards)
         return GrpcDriver(settings.grpc_target, gate=gate, retry=retry, rpc_timeout=10.0)
     raise UsageError(f"unknown driver {settings.driver!r} (vtysh or grpc)")
+
+
+class NoBgp(AnnounceDriver):
+    """An OSPF-only host: no BGP announcements (the OSPF gates do the work)."""
+
+    name = "none"
+
+    def read(self) -> dict[IPNetwork, bool]:
+        return {}
+
+    def apply(self, plan: Plan) -> None:
+        if plan:
+            raise DriverError("this host runs no BGP: nothing can be announced through bgpd")
 
 
 class Backoff:
@@ -241,6 +262,11 @@ class Daemon:
         )
         self.metrics = metrics or Metrics()
         self.monitor = FrrMonitor(settings.vty_dir)
+        gate_retry = RetryPolicy(deadline=0.3, first_wait=0.02, max_wait=0.1)
+        self.ospf_gates = [
+            OspfGate(settings.vty_dir, v, retry=gate_retry) for v in settings.ospf_versions
+        ]
+        self.ospf_blocked: set[IPNetwork] = set()
         self.operator = OperatorState()
         self.snapshot: KernelSnapshot | None = None
         self.decision: Decision | None = None
@@ -333,6 +359,8 @@ class Daemon:
             self._control = None
             (self.settings.state_dir / CONTROL_SOCKET).unlink(missing_ok=True)
         self.monitor.close()
+        for gate in self.ospf_gates:
+            gate.close()
         self.watcher.close()
         self.driver.close()
         self._sel.close()
@@ -507,6 +535,8 @@ class Daemon:
         self.backoff.reset()
         self.unavailable.reset()
         self.driver.close()  # fresh connections to the new daemon
+        for gate in self.ospf_gates:
+            gate.close()
 
     def _reload_operator(self, why: str) -> OperatorState:
         try:
@@ -556,7 +586,7 @@ class Daemon:
             for alert in decision.alerts:
                 if self.last_error != alert:
                     log.error("ALERT: %s", alert)
-            desired = decision.desired
+            desired = decision.desired if self.settings.runs_bgp else {}
             plan = diff(desired, self.frr_state)
             if plan:
                 before, self.frr_state = self.frr_state, None  # unknown if apply fails
@@ -588,6 +618,8 @@ class Daemon:
                         "pass_ms": round((time.monotonic() - started) * 1000, 2),
                     }},
                 )  # fmt: skip
+            if self.ospf_gates:
+                self._ospf_pass(decision)
         except FrrUnavailable as exc:
             self._failed("frr-unavailable", exc, self.unavailable.next_delay())
             return False
@@ -613,6 +645,23 @@ class Daemon:
         if self.on_pass is not None:
             self.on_pass()
         return True
+
+    def _ospf_pass(self, decision: Decision) -> None:
+        """Block in the OSPF daemons what the policy refuses but only-cloud would pass."""
+        refused = {Code.HELD, Code.NO_NEIGHBOR, Code.OVER_MAXIMUM}
+        blocked = set(self.operator.held)
+        blocked |= {v.prefix for v in decision.verdicts if v.code in refused}
+        drain = self.operator.drain is Drain.WITHDRAW
+        for gate in self.ospf_gates:
+            if gate.reconcile(blocked, drain):
+                log.info(
+                    "OSPF gate applied",
+                    extra={"fields": {"daemon": gate.daemon, "drain": drain,
+                                      "blocked": [str(p) for p in sorted(
+                                          (b for b in blocked if b.version == gate.version),
+                                          key=prefix_key)][:50]}},
+                )  # fmt: skip
+        self.ospf_blocked = blocked
 
     def verify(self) -> bool:
         """Read FRR back and compare with the decision; a difference is an error
@@ -775,6 +824,8 @@ class Daemon:
             "require_neighbor": s.require_neighbor,
             "announced_count": len(frr),
             "frr_state_verified": self.unverified_since is None,
+            "ospf_daemons": [g.daemon for g in self.ospf_gates],
+            "ospf_blocked": [str(p) for p in sorted(self.ospf_blocked, key=prefix_key)],
             "alerts": list(self.decision.alerts) if self.decision else [],
             "last_error": self.last_error,
             "last_batch": self.last_plan,

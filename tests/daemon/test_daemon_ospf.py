@@ -1,0 +1,192 @@
+"""An OSPF-only host in controller mode: ospfd with the controller-mode config
+(only-cloud, as frrctl.render writes it, built here by hand), and `frrctl
+daemon` holding back and draining through the OSPF gate.
+
+Checked in ospfd's own LSDB (self-originated NSSA-external LSAs): ExaBGP speaks
+no OSPF. ospfd applies route-map changes after its own update delay, so the
+waits here are long; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from frrctl.frr.sandbox import FrrSandbox
+from frrctl.status import request
+
+from .conftest import DaemonProc, needs_lab
+
+pytestmark = [needs_lab, pytest.mark.lab]
+
+INVENTORY = {
+    "fabric": {"bridge": "cloudbr0", "pools": {"ipv4": ["192.0.2.0/25"]}},
+    "hosts": [
+        {
+            "hostname": "hv1",
+            "router-id": "198.18.0.2",
+            "mode": "controller",
+            "uplinks": [{"interface": "up0", "addresses": ["198.18.0.2/31"], "ospf": {"area": 1}}],
+            "controller": {"metrics-port": 9343},
+        }
+    ],
+}
+
+
+OSPFD_CONF = """frr defaults datacenter
+hostname hv1
+interface up0
+ ip ospf area 0.0.0.1
+ ip ospf network point-to-point
+exit
+router ospf
+ ospf router-id 198.18.0.2
+ redistribute kernel route-map only-cloud
+ area 0.0.0.1 nssa
+exit
+ip prefix-list cloud-pool-v4 seq 10 permit 192.0.2.0/25 ge 32
+route-map only-cloud permit 10
+ match interface cloudbr0
+ match ip address prefix-list cloud-pool-v4
+exit
+"""
+
+
+class OspfHost:
+    def __init__(self) -> None:
+        self.sandbox = FrrSandbox(f"fg4-{secrets.token_hex(3)}-os")
+        self.inventory = self.sandbox.workdir / "fleet.yaml"
+        self.state_dir = self.sandbox.workdir / "state"
+        self.daemon: DaemonProc | None = None
+
+    def setup(self) -> None:
+        s = self.sandbox
+        for cmd in (
+            ["link", "add", "cloudbr0", "type", "bridge"],
+            ["link", "add", "vm0", "type", "veth", "peer", "name", "vm0-guest"],
+            ["link", "set", "vm0", "master", "cloudbr0", "up"],
+            ["link", "set", "vm0-guest", "up"],
+            ["link", "set", "cloudbr0", "up"],
+            ["link", "add", "up0", "type", "veth", "peer", "name", "up0-peer"],
+            ["addr", "add", "198.18.0.2/31", "dev", "up0"],
+            ["link", "set", "up0", "up"],
+            ["link", "set", "up0-peer", "up"],
+        ):
+            s.ns_exec(["ip", *cmd])
+        self.inventory.write_text(yaml.safe_dump(INVENTORY))
+        s.start("zebra", "hostname hv1\n")
+        s.start("ospfd", OSPFD_CONF)
+
+    def start_daemon(self) -> DaemonProc:
+        log = self.sandbox.workdir / "daemon.log"
+        cmd = ["ip", "netns", "exec", self.sandbox.name, sys.executable, "-m", "frrctl.cli",
+               "daemon", "--inventory", str(self.inventory), "--host", "hv1",
+               "--vty-dir", str(self.sandbox.vtydir),
+               "--state-dir", str(self.state_dir)]  # fmt: skip
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.daemon = DaemonProc(proc, log)
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.daemon.alive(), log.read_text()[-2000:]
+            try:
+                request(self.state_dir, {"cmd": "status", "peers": False}, timeout=5)
+                return self.daemon
+            except Exception:
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.05)
+
+    def cli(self, *args: str) -> str:
+        cmd = [sys.executable, "-m", "frrctl.cli", *args, "--state-dir", str(self.state_dir)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def lsas(self) -> set[str]:
+        """Live self-originated external prefixes in ospfd's LSDB."""
+        out = self.sandbox.vtysh("show ip ospf database")
+        live = set()
+        for line in out.splitlines():
+            words = line.split()
+            if (
+                len(words) >= 7
+                and words[1] == "198.18.0.2"
+                and words[5] in ("E1", "E2")
+                and words[2] != "3600"
+            ):
+                live.add(words[6])
+        return live
+
+    def wait(self, cond: Callable[[set[str]], bool], timeout: float = 40) -> set[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.lsas()
+            if cond(got):
+                return got
+            assert time.monotonic() < deadline, f"LSDB never reached the wanted state: {got}"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+        self.sandbox.close()
+
+
+@pytest.fixture
+def host() -> Iterator[OspfHost]:
+    h = OspfHost()
+    try:
+        h.setup()
+        yield h
+    finally:
+        h.close()
+
+
+def test_ospf_hold_and_drain(host: OspfHost) -> None:
+    host.cli("hold", "192.0.2.33")  # before the route exists, before the daemon runs
+    host.start_daemon()
+    host.sandbox.ns_exec(["ip", "route", "add", "203.0.113.5/32", "dev", "cloudbr0"])
+    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.33/32", "dev", "cloudbr0"])
+    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.30/32", "dev", "cloudbr0"])
+    host.wait(lambda got: "192.0.2.30/32" in got)
+    seen: set[str] = set()
+    for _ in range(10):  # the held one never shows up
+        seen |= host.lsas()
+        time.sleep(0.2)
+    assert "192.0.2.33/32" not in seen and "203.0.113.5/32" not in seen
+    status = request(host.state_dir, {"cmd": "status", "peers": False})
+    assert status["ospf_daemons"] == ["ospfd"] and "192.0.2.33/32" in status["ospf_blocked"]
+    host.cli("release", "192.0.2.33")
+    host.wait(lambda got: {"192.0.2.30/32", "192.0.2.33/32"} <= got)
+    host.cli("hold", "192.0.2.30/32")
+    host.wait(lambda got: "192.0.2.30/32" not in got and "192.0.2.33/32" in got)
+    host.cli("release", "--all")
+    host.cli("drain")
+    host.wait(lambda got: not got)
+    host.cli("undrain")
+    host.wait(lambda got: {"192.0.2.30/32", "192.0.2.33/32"} <= got)
+    assert "203.0.113.5/32" not in host.lsas()
+
+
+def test_ospfd_restart_gets_the_gate_back(host: OspfHost) -> None:
+    host.cli("hold", "192.0.2.33")
+    host.start_daemon()
+    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.30/32", "dev", "cloudbr0"])
+    host.wait(lambda got: "192.0.2.30/32" in got)
+    host.sandbox.kill("ospfd")
+    host.sandbox.start("ospfd", OSPFD_CONF)
+    deadline = time.monotonic() + 20
+    while "frrctl-block-v4" not in host.sandbox.vtysh("show running-config"):
+        assert time.monotonic() < deadline, "gate not restored in the new ospfd"
+        time.sleep(0.1)
+    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.33/32", "dev", "cloudbr0"])
+    host.wait(lambda got: "192.0.2.30/32" in got)
+    assert "192.0.2.33/32" not in host.lsas()
+    assert Path(host.daemon.log if host.daemon else "").exists()

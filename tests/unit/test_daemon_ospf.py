@@ -1,0 +1,69 @@
+"""The OSPF gate in front of only-cloud, without FRR: parsing and commands."""
+
+from __future__ import annotations
+
+from frrctl.frr.ospf import OspfGateState, gate_commands, parse_gate
+from frrctl.policy import parse_prefix
+
+P = parse_prefix
+
+RUNNING = """frr version 8.4.4
+hostname h
+ip prefix-list cloud-pool-v4 seq 10 permit 192.0.2.0/25 ge 32
+ip prefix-list frrctl-block-v4 seq 1 permit 192.0.2.31/32
+ip prefix-list frrctl-block-v4 seq 3 permit 192.0.2.33/32
+ip prefix-list frrctl-block-v4 seq 4294967295 deny any
+!
+route-map only-cloud deny 1
+ match ip address prefix-list frrctl-block-v4
+exit
+!
+route-map only-cloud deny 2
+exit
+!
+route-map only-cloud permit 10
+ match interface cloudbr0
+ match ip address prefix-list cloud-pool-v4
+exit
+"""
+
+
+def test_parse_gate() -> None:
+    state = parse_gate(RUNNING, 4)
+    assert state.blocked == {P("192.0.2.31/32"): 1, P("192.0.2.33/32"): 3}
+    assert state.sentinel and state.block_entry and state.drained
+    assert parse_gate(RUNNING, 6) == OspfGateState()  # ospf6d has its own only-cloud-v6
+
+
+def test_no_commands_when_the_gate_matches() -> None:
+    state = parse_gate(RUNNING, 4)
+    assert gate_commands(state, [P("192.0.2.31/32"), P("192.0.2.33/32")], True, 4) == []
+
+
+def test_commands_add_remove_and_undrain() -> None:
+    state = parse_gate(RUNNING, 4)
+    commands = gate_commands(state, [P("192.0.2.33/32"), P("192.0.2.40/32")], False, 4)
+    assert commands == [
+        "configure terminal",
+        "no ip prefix-list frrctl-block-v4 seq 1 permit 192.0.2.31/32",
+        "ip prefix-list frrctl-block-v4 seq 1 permit 192.0.2.40/32",
+        "no route-map only-cloud deny 2",
+        "end",
+    ]
+
+
+def test_fresh_daemon_gets_the_whole_gate() -> None:
+    commands = gate_commands(OspfGateState(), [P("2001:db8:100::80/128")], False, 6)
+    assert commands == [
+        "configure terminal",
+        "ipv6 prefix-list frrctl-block-v6 seq 4294967295 deny any",
+        "ipv6 prefix-list frrctl-block-v6 seq 1 permit 2001:db8:100::80/128",
+        "route-map only-cloud-v6 deny 1",
+        " match ipv6 address prefix-list frrctl-block-v6",
+        "exit",
+        "end",
+    ]
+    # IPv4 prefixes never go to ospf6d
+    assert "192.0.2.30/32" not in " ".join(
+        gate_commands(OspfGateState(), [P("192.0.2.30/32")], False, 6)
+    )
