@@ -11,7 +11,9 @@ their vty sockets:
      match ip address prefix-list frrctl-block-v4
     route-map only-cloud deny 2                               (drain: all)
 
-Held prefixes are listed whether or not their route exists, so a route that
+The gate exists only while something is held back or drained: otherwise the
+running config is exactly the rendered one. Held prefixes are listed whether
+or not their route exists, so a route that
 appears later is never announced. Prefixes refused for a reason found only
 when the route appears (maximum, missing neighbour) are blocked when the
 daemon sees them, a moment after ospfd did. ospfd applies route-map changes
@@ -88,6 +90,17 @@ def gate_commands(
     kw, name, rmap = _KW[version], block_list(version), ROUTE_MAP[version]
     want = {p for p in blocked if p.version == version}
     body: list[str] = []
+    if not want and not drain:
+        # Nothing to hold back: no gate at all, so that the running config is
+        # exactly the rendered one (`frr-reload.py --test` finds nothing).
+        # The route-map entries go before the list they match on.
+        if state.drained:
+            body.append(f"no route-map {rmap} deny {DRAIN_SEQ}")
+        if state.block_entry:
+            body.append(f"no route-map {rmap} deny {BLOCK_SEQ}")
+        if state.sentinel or state.blocked:
+            body.append(f"no {kw} prefix-list {name}")
+        return ["configure terminal", *body, "end"] if body else []
     if not state.sentinel:
         body.append(f"{kw} prefix-list {name} seq {SENTINEL} deny any")
     for prefix in sorted(set(state.blocked) - want, key=prefix_key):

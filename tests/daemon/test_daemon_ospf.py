@@ -173,6 +173,9 @@ def test_ospf_hold_and_drain(host: OspfHost) -> None:
     host.cli("undrain")
     host.wait(lambda got: {"192.0.2.30/32", "192.0.2.33/32"} <= got)
     assert "203.0.113.5/32" not in host.lsas()
+    # nothing held or drained: no gate left, the running config is the rendered one
+    running = host.sandbox.vtysh("show running-config")
+    assert "frrctl-block" not in running and "deny 1" not in running
 
 
 def test_ospfd_restart_gets_the_gate_back(host: OspfHost) -> None:

@@ -67,3 +67,15 @@ def test_fresh_daemon_gets_the_whole_gate() -> None:
     assert "192.0.2.30/32" not in " ".join(
         gate_commands(OspfGateState(), [P("192.0.2.30/32")], False, 6)
     )
+
+
+def test_gate_removed_when_nothing_is_held_or_drained() -> None:
+    state = parse_gate(RUNNING, 4)
+    assert gate_commands(state, [], False, 4) == [
+        "configure terminal",
+        "no route-map only-cloud deny 2",
+        "no route-map only-cloud deny 1",
+        "no ip prefix-list frrctl-block-v4",
+        "end",
+    ]
+    assert gate_commands(OspfGateState(), [], False, 4) == []
