@@ -304,3 +304,32 @@ def test_lab_down_without_lab_is_a_no_op(tmp_path: Path) -> None:
     assert result.returncode == 0 and "nothing to remove" in result.stdout
     result = frrctl("lab", "--state-dir", str(tmp_path), "verify")
     assert result.returncode == 1 and "no lab is up" in result.stderr
+
+
+PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.settimeout(2)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("open")
+except OSError as exc:
+    print(f"closed: {exc}")
+"""
+
+
+def test_grpc_port_is_closed_to_the_fabric(lab: runner.Lab) -> None:
+    host = lab.plan.fleet.host("hv1")
+    if host.mode != "controller" or host.controller.driver != "grpc":
+        pytest.skip("only with the gRPC driver")
+    port = str(host.controller.grpc_port)
+
+    def probe(ns: str, address: str) -> str:
+        return netns.ns_run(ns, [sys.executable, "-c", PROBE, address, port]).stdout.strip()
+
+    # bgpd's northbound module listens on every address of the host...
+    assert probe(lab.plan.host_ns("hv1"), "127.0.0.1") == "open"
+    assert probe(lab.plan.host_ns("hv1"), "198.18.0.1") == "open"  # the uplink address too
+    # ...but from the upstream router, over the uplink, it cannot be reached.
+    assert probe(lab.plan.upstream_ns, "198.18.0.1").startswith("closed")
+    assert probe(lab.plan.upstream_ns, "2001:db8:ffff:1::1").startswith("closed")
