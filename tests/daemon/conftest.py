@@ -92,7 +92,7 @@ router bgp {HOST_ASN}
 """
 
 
-def inventory(max_prefixes: int, driver: str) -> dict[str, Any]:
+def inventory(max_prefixes: int, driver: str, require_neighbor: bool = False) -> dict[str, Any]:
     return {
         "fabric": {"bridge": "cloudbr0", "pools": {"ipv4": POOLS_V4, "ipv6": POOLS_V6}},
         "hosts": [
@@ -111,6 +111,7 @@ def inventory(max_prefixes: int, driver: str) -> dict[str, Any]:
                 "controller": {
                     "driver": driver,
                     "max-prefixes": max_prefixes,
+                    "require-neighbor": require_neighbor,
                     "grpc-port": GRPC_PORT,
                     "metrics-port": 9342,
                 },
@@ -339,7 +340,9 @@ class Lab:
             self.exabgp.wait(timeout=10)
 
 
-def make_lab(driver: str, max_prefixes: int = MAX_PREFIXES) -> Iterator[Lab]:
+def make_lab(
+    driver: str, max_prefixes: int = MAX_PREFIXES, require_neighbor: bool = False
+) -> Iterator[Lab]:
     tag = secrets.token_hex(3)
     install = FrrInstall.debian()
     if driver == "grpc":
@@ -361,7 +364,7 @@ def make_lab(driver: str, max_prefixes: int = MAX_PREFIXES) -> Iterator[Lab]:
             inventory=workdir / "fleet.yaml",
             state_dir=workdir / "state",
         )
-        lab.inventory.write_text(yaml.safe_dump(inventory(max_prefixes, driver)))
+        lab.inventory.write_text(yaml.safe_dump(inventory(max_prefixes, driver, require_neighbor)))
         px = ["ip", "netns", "exec", peer_ns]
         host.ns_exec(["ip", "link", "add", "eth-peer", "type", "veth", "peer", "name",
                       "eth-host", "netns", peer_ns])  # fmt: skip

@@ -299,3 +299,45 @@ def test_grpc_port_closed_to_the_outside(running: Lab) -> None:
         connect_in_netns(lab.peer_ns, "198.18.0.2", GRPC_PORT, timeout=2).close()
     rules = lab.host.ns_exec(["nft", "list", "table", "inet", "frrctl_grpc_guard"]).stdout
     assert f"tcp dport {GRPC_PORT}" in rules and "drop" in rules
+
+
+def test_sighup_reloads_the_operator_state(running: Lab) -> None:
+    lab = running
+    lab.wait_peer(lambda got: set(GOOD) <= set(got))
+    (lab.state_dir / "operator.json").write_text(
+        json.dumps({"drain": "none", "held": ["192.0.2.30/32"]})
+    )
+    lab.daemons[-1].proc.send_signal(signal.SIGHUP)  # `ip netns exec` execs: same pid
+    lab.wait_peer(lambda got: "192.0.2.30/32" not in got)
+    (lab.state_dir / "operator.json").write_text(json.dumps({"drain": "none", "held": []}))
+    lab.daemons[-1].proc.send_signal(signal.SIGHUP)
+    lab.wait_peer(lambda got: set(GOOD) <= set(got))
+
+
+@pytest.fixture
+def neighbor_lab() -> Iterator[Lab]:
+    from .conftest import make_lab
+
+    yield from make_lab("vtysh", require_neighbor=True)
+
+
+def test_require_neighbor_follows_permanent_neighbours(neighbor_lab: Lab) -> None:
+    lab = neighbor_lab
+    lab.add_route("192.0.2.40/32")
+    lab.add_route("192.0.2.41/32")
+    lab.ip("neigh", "replace", "192.0.2.41", "lladdr", "52:02:45:76:d2:35", "dev", "cloudbr0",
+           "nud", "permanent")  # fmt: skip
+    lab.start_daemon()
+    lab.wait_peer(lambda got: "192.0.2.41/32" in got)
+    items = status_by_prefix(lab)
+    assert items["192.0.2.40/32"]["verdict"] == "no-permanent-neighbor"
+    lab.ip("neigh", "replace", "192.0.2.40", "lladdr", "52:02:45:76:d2:36", "dev", "cloudbr0",
+           "nud", "permanent")  # fmt: skip
+    lab.wait_peer(lambda got: {"192.0.2.40/32", "192.0.2.41/32"} <= set(got))
+    lab.ip("neigh", "del", "192.0.2.41", "dev", "cloudbr0")
+    lab.wait_peer(lambda got: "192.0.2.41/32" not in got and "192.0.2.40/32" in got)
+    # a non-permanent entry does not count
+    lab.ip("neigh", "replace", "192.0.2.41", "lladdr", "52:02:45:76:d2:35", "dev", "cloudbr0",
+           "nud", "reachable")  # fmt: skip
+    time.sleep(1.0)
+    assert status_by_prefix(lab)["192.0.2.41/32"]["verdict"] == "no-permanent-neighbor"
