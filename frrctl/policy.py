@@ -167,7 +167,7 @@ def _eligibility(
         return Code.OUTSIDE_POOLS, "address is outside the host's pools"
     if config.require_neighbor and prefix.network_address not in neighbors:
         return Code.NO_NEIGHBOR, f"no permanent neighbour entry on {config.bridge}"
-    if prefix in config.held:
+    if config.held and prefix in config.held:
         return Code.HELD, "held back by the operator"
     if config.drain is Drain.WITHDRAW:
         return Code.DRAINED, "host is drained: everything withdrawn"
@@ -188,37 +188,47 @@ def decide(
     """
     by_prefix: dict[IPNetwork, list[KernelRoute]] = {}
     for route in routes:
-        by_prefix.setdefault(route.prefix, []).append(route)
+        entry = by_prefix.get(route.prefix)
+        if entry is None:
+            by_prefix[route.prefix] = [route]
+        else:
+            entry.append(route)
     current = set(announced)
     neighbor_set = frozenset(neighbors)
     graceful = config.drain is Drain.GRACEFUL
 
-    verdicts: dict[IPNetwork, Verdict] = {}
-    eligible: list[IPNetwork] = []
-    for prefix in sorted(set(by_prefix) | current, key=prefix_key):
-        refusal = _eligibility(prefix, by_prefix.get(prefix, []), config, neighbor_set)
+    # One pass in prefix order; verdicts go into `ordered` by position (no
+    # second sort, few hashes of IPv6 networks: this runs per burst at 10,000).
+    candidates = sorted(by_prefix.keys() | current, key=prefix_key)
+    ordered: list[Verdict | None] = [None] * len(candidates)
+    kept: list[int] = []  # eligible and announced now: they keep their place
+    new: list[int] = []  # eligible, not announced yet
+    no_routes: list[KernelRoute] = []
+    for index, prefix in enumerate(candidates):
+        refusal = _eligibility(prefix, by_prefix.get(prefix, no_routes), config, neighbor_set)
         if refusal is None:
-            eligible.append(prefix)
+            (kept if prefix in current else new).append(index)
         else:
-            verdicts[prefix] = Verdict(prefix, refusal[0], refusal[1])
+            ordered[index] = Verdict(prefix, refusal[0], refusal[1])
 
     # Already announced first, then new ones in prefix order, up to the maximum.
-    ranked = [p for p in eligible if p in current] + [p for p in eligible if p not in current]
+    ranked = kept + new
     limit = max(config.max_prefixes, 0)
-    for rank, prefix in enumerate(ranked):
+    for rank, index in enumerate(ranked):
+        prefix = candidates[index]
         if rank >= limit:
-            verdicts[prefix] = Verdict(
+            ordered[index] = Verdict(
                 prefix, Code.OVER_MAXIMUM, f"maximum of {limit} announced prefixes reached"
             )
         elif graceful:
-            verdicts[prefix] = Verdict(
+            ordered[index] = Verdict(
                 prefix,
                 Code.DRAINED_GRACEFUL,
                 "host is drained gracefully: announced with GRACEFUL_SHUTDOWN",
                 graceful_shutdown=True,
             )
         else:
-            verdicts[prefix] = Verdict(prefix, Code.ANNOUNCE, "direct host route in pool")
+            ordered[index] = Verdict(prefix, Code.ANNOUNCE, "direct host route in pool")
 
     alerts: list[str] = []
     refused = len(ranked) - min(len(ranked), limit)
@@ -227,8 +237,7 @@ def decide(
             f"maximum of {limit} announced prefixes reached: {refused} eligible "
             "prefix(es) not announced"
         )
-    ordered = tuple(verdicts[p] for p in sorted(verdicts, key=prefix_key))
-    return Decision(ordered, tuple(alerts))
+    return Decision(tuple(v for v in ordered if v is not None), tuple(alerts))
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ class KernelView:
     route_oif: dict[RouteKey, int] = field(default_factory=dict)
     neighbors: dict[tuple[int, str], int] = field(default_factory=dict)  # (ifindex, addr): state
     addresses: dict[tuple[int, str], None] = field(default_factory=dict)
+    # (family, dst, table, metric, tos) -> keys: the kernel's own route identity
+    by_base: dict[tuple[int, str, int, int, int], set[RouteKey]] = field(default_factory=dict)
 
     @property
     def bridge_index(self) -> int | None:
@@ -239,7 +241,7 @@ class KernelView:
 
     def _forget_device(self, index: int) -> None:
         for key in [k for k, oif in self.route_oif.items() if oif == index]:
-            del self.routes[key], self.route_oif[key]
+            self._forget_route(key)
         for nkey in [k for k in self.neighbors if k[0] == index]:
             del self.neighbors[nkey]
         for akey in [k for k in self.addresses if k[0] == index]:
@@ -253,25 +255,28 @@ class KernelView:
         if table == LOCAL_TABLE:
             return
         dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-        prefix = ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
+        dst_len = msg["dst_len"]
         oif = msg.get_attr("RTA_OIF") or 0
         multipath = msg.get_attr("RTA_MULTIPATH")
         ifname = None if multipath else self.links.get(oif)
-        host = prefix.prefixlen == prefix.max_prefixlen
+        host = dst_len == (32 if family == socket.AF_INET else 128)
         if not (ifname == self.bridge or (host and table == MAIN_TABLE)):
             return
+        text = f"{dst}/{dst_len}"
         key: RouteKey = (
-            family, str(prefix), table, msg.get_attr("RTA_PRIORITY") or 0, msg["tos"], oif,
+            family, text, table, msg.get_attr("RTA_PRIORITY") or 0, msg["tos"], oif,
         )  # fmt: skip
+        base = key[:5]
         if not new:
-            self.routes.pop(key, None)
-            self.route_oif.pop(key, None)
+            self._forget_route(key)
             return
         if msg["header"]["flags"] & NLM_F_REPLACE:
             # `ip route replace` onto another device: the kernel's route key has
             # no output interface, so the entry on the old device is gone.
-            for other in [k for k in self.routes if k[:5] == key[:5] and k != key]:
-                del self.routes[other], self.route_oif[other]
+            for other in list(self.by_base.get(base, ())):
+                if other != key:
+                    self._forget_route(other)
+        prefix = ipaddress.ip_network(text, strict=False)
         gateway = msg.get_attr("RTA_GATEWAY")
         via = msg.get_attr("RTA_VIA")
         if gateway is None and via:
@@ -285,6 +290,16 @@ class KernelView:
             table=table,
         )
         self.route_oif[key] = oif
+        self.by_base.setdefault(base, set()).add(key)
+
+    def _forget_route(self, key: RouteKey) -> None:
+        self.routes.pop(key, None)
+        self.route_oif.pop(key, None)
+        keys = self.by_base.get(key[:5])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.by_base[key[:5]]
 
     def _neighbor(self, msg: Any, new: bool) -> None:
         if msg["family"] not in (socket.AF_INET, socket.AF_INET6):
