@@ -71,7 +71,9 @@ needs_lab = pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "")
 def bgpd_config(driver: str) -> str:
     gate = "\n".join(Gate().config_lines()) if driver == "grpc" else ""
     red = {v: f"  redistribute kernel route-map {Gate().route_map(v)}" for v in (4, 6)}
-    if driver != "grpc":
+    if driver == "native":  # FRR's own redistribution, no daemon: the baseline
+        red = {4: "  redistribute kernel", 6: "  redistribute kernel"}
+    elif driver != "grpc":
         red = {4: "", 6: ""}
     return f"""frr defaults datacenter
 hostname fg4-dhost

@@ -1,8 +1,9 @@
 """Numbers, not asserts: the daemon's latency from kernel to the ExaBGP peer.
 
-Prints, per driver: one prefix added (and removed) until the peer has it
-(gone), p50/max over a few samples; 1,000 prefixes at once until the peer has
-them all; the daemon's memory. The lab benchmark (`frrctl lab bench`) does
+Prints, for FRR's native redistribution (no daemon) and per driver: one
+prefix added (and removed) until the peer has it (gone), p50/max over a few
+samples; 1,000 prefixes at once until the peer has them all; the daemon's
+memory. The lab benchmark (`frrctl lab bench`) does
 the full comparison with FRR's native redistribution.
 """
 
@@ -41,14 +42,15 @@ def first_event(lab: Lab, kind: str, prefix: str, after: float, timeout: float =
     raise AssertionError(f"{kind} {prefix} never reached the peer")
 
 
-@pytest.mark.parametrize("driver", ["vtysh", "grpc"])
+@pytest.mark.parametrize("driver", ["native", "vtysh", "grpc"])
 def test_daemon_latency_numbers(driver: str) -> None:
     from .conftest import grpc_skip_reason
 
     if driver == "grpc" and grpc_skip_reason():
         pytest.skip(grpc_skip_reason() or "")
     for lab in make_lab(driver, max_prefixes=20_000):
-        lab.start_daemon()
+        if driver != "native":
+            lab.start_daemon()
         adds, dels = [], []
         for i in range(10):
             prefix = f"192.0.2.{100 + i}/32"
@@ -64,13 +66,16 @@ def test_daemon_latency_numbers(driver: str) -> None:
         lab.batch([f"route replace {p} dev cloudbr0" for p in bulk])
         lab.wait_peer(lambda got, want=set(bulk): want <= set(got), timeout=120)  # type: ignore[misc]
         bulk_s = time.time() - t0
+        rss = rss_mb(daemon_pid(lab)) if lab.daemons else 0.0
         print(
             f"\n[{driver}] one prefix kernel->peer: p50 {statistics.median(adds) * 1000:.0f} ms, "
             f"max {max(adds) * 1000:.0f} ms; withdraw p50 "
             f"{statistics.median(dels) * 1000:.0f} ms, max {max(dels) * 1000:.0f} ms (10 samples); "
             f"1,000 at once: all at the peer after {bulk_s:.2f} s; daemon RSS "
-            f"{rss_mb(daemon_pid(lab)):.1f} MB"
+            f"{rss:.1f} MB"
         )
+        if driver == "native":
+            continue
         status = lab.status(peers=False)
         print(f"[{driver}] last batch {status['last_batch']} in "
               f"{status['last_batch_seconds'] * 1000:.1f} ms (apply only)")  # fmt: skip
