@@ -211,3 +211,26 @@ def test_fast_route_parser_matches_pyroute2(attrs: list[tuple[str, Any]]) -> Non
     a.apply(fast)
     b.apply(slow)
     assert a.snapshot(1, "t").routes == b.snapshot(1, "t").routes
+
+
+def test_fast_neighbour_decoder_matches_pyroute2() -> None:
+    import socket
+
+    from pyroute2.netlink.rtnl import RTM_NEWNEIGH
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    from frrctl.watch import parse_neighbor
+
+    for family, dst in ((socket.AF_INET, "192.0.2.30"), (socket.AF_INET6, "2001:db8:100::80")):
+        msg = ndmsg()
+        msg["family"] = family
+        msg["ifindex"] = 7
+        msg["state"] = 0x80  # NUD_PERMANENT
+        msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", "52:02:45:76:d2:35")]
+        msg["header"]["type"] = RTM_NEWNEIGH
+        msg.encode()
+        data = bytes(msg.data)
+        fast = parse_neighbor(data, 0, len(data))
+        assert (fast["family"], fast["ifindex"], fast["state"]) == (family, 7, 0x80)
+        assert fast.get_attr("NDA_DST") == dst
+        assert fast["header"]["type"] == RTM_NEWNEIGH
