@@ -538,10 +538,14 @@ class NetlinkWatcher:
         first = time.monotonic()
         try:
             while True:
-                # Everything queued now, without a select() per datagram...
+                # Everything queued now, without a select() per datagram, but never
+                # past max_window: a long burst goes out in pieces, so FRR starts
+                # announcing while the kernel is still adding routes...
                 while (batch := self._recv(block=False)) is not None:
                     for msg in batch:
                         self._view.apply(msg)
+                    if time.monotonic() - first >= self.max_window:
+                        break
                 # ... then wait for the burst to go quiet (or the window to end).
                 remaining = self.max_window - (time.monotonic() - first)
                 if remaining <= 0 or not self._readable(min(self.window, remaining)):
