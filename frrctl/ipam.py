@@ -15,17 +15,17 @@ correctly in SQLite (whose integers stop at 64 bits).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from frrctl.errors import FrrctlError, UsageError
 from frrctl.pools import IPAddress, PoolEntry, parse_entry
+from frrctl.sqlitedb import SqliteStore
 
 DEFAULT_DB = Path("/var/lib/frrctl/ipam.db")
 DEFAULT_POOL = "default"
@@ -67,7 +67,7 @@ class Allocation:
         return {"address": str(self.address), "instance": self.instance}
 
 
-class Ipam:
+class Ipam(SqliteStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
@@ -78,25 +78,6 @@ class Ipam:
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise FrrctlError(f"cannot open pool database {self.path}: {exc}") from None
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> Ipam:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     # -- pools -------------------------------------------------------------------
     def entries(self, pool: str | None = None) -> list[tuple[str, PoolEntry]]:
@@ -110,7 +91,7 @@ class Ipam:
         """Add entries; an entry already in this pool is a no-op. Returns what was added."""
         new = [_parse(t) for t in texts]
         added: list[str] = []
-        with self.write():
+        with self.transaction():
             existing = self.entries()
             for entry in new:
                 same = [
@@ -138,7 +119,7 @@ class Ipam:
         """Remove entries (as added, or any equal range); refuse while addresses are in use."""
         wanted = [_parse(t) for t in texts]
         removed: list[str] = []
-        with self.write():
+        with self.transaction():
             existing = self.entries()
             for entry in wanted:
                 match = [
@@ -176,7 +157,7 @@ class Ipam:
         """The given address, or the lowest free one of `version` (4 by default)."""
         if not instance:
             raise UsageError("an allocation needs an instance name")
-        with self.write():
+        with self.transaction():
             entries = self.entries(pool)
             if address is not None:
                 try:
@@ -238,7 +219,7 @@ class Ipam:
                 parsed.append(ipaddress.ip_address(text))
             except ValueError:
                 raise UsageError(f"{text!r} is not an IP address") from None
-        with self.write():
+        with self.transaction():
             for addr in parsed:
                 row = self.db.execute(
                     "SELECT instance FROM allocation WHERE key = ?",

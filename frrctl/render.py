@@ -31,7 +31,7 @@ import jinja2
 
 from frrctl.frr.gate import Gate
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
-from frrctl.inventory import Fabric, Fleet, Host, Uplink
+from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
 from frrctl.pools import Pools
 
 ROUTE_MAP = {4: "only-cloud", 6: "only-cloud-v6"}
@@ -116,25 +116,27 @@ class Interface:
     lines: list[str]
 
 
+def _ospf_lines(prefix: str, ospf: OspfUplink, bfd_default: bool) -> list[str]:
+    """`ip ospf ...` or `ipv6 ospf6 ...` interface lines, in FRR's print order."""
+    lines = [f"{prefix} area {ospf.area}"]
+    if ospf.bfd or (ospf.bfd is None and bfd_default):
+        lines.append(f"{prefix} bfd")
+    if ospf.cost is not None:
+        lines.append(f"{prefix} cost {ospf.cost}")
+    lines.append(f"{prefix} network point-to-point")
+    return lines
+
+
 def interface_sections(host: Host) -> list[Interface]:
     """OSPF settings live on the interface (FRR prints them in this order)."""
     out = []
     for uplink in sorted(host.uplinks, key=lambda u: u.interface):
+        bfd = uplink.has_bfd(host.bfd)
         lines = []
         if uplink.ospf:
-            lines.append(f"ip ospf area {uplink.ospf.area}")
-            if uplink.ospf.bfd or (uplink.ospf.bfd is None and uplink.has_bfd(host.bfd)):
-                lines.append("ip ospf bfd")
-            if uplink.ospf.cost is not None:
-                lines.append(f"ip ospf cost {uplink.ospf.cost}")
-            lines.append("ip ospf network point-to-point")
+            lines += _ospf_lines("ip ospf", uplink.ospf, bfd)
         if uplink.ospf6:
-            lines.append(f"ipv6 ospf6 area {uplink.ospf6.area}")
-            if uplink.ospf6.bfd or (uplink.ospf6.bfd is None and uplink.has_bfd(host.bfd)):
-                lines.append("ipv6 ospf6 bfd")
-            if uplink.ospf6.cost is not None:
-                lines.append(f"ipv6 ospf6 cost {uplink.ospf6.cost}")
-            lines.append("ipv6 ospf6 network point-to-point")
+            lines += _ospf_lines("ipv6 ospf6", uplink.ospf6, bfd)
         if lines:
             out.append(Interface(uplink.interface, lines))
     return out

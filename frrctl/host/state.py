@@ -8,17 +8,16 @@ instances, even when two plugs race (`BEGIN IMMEDIATE` serialises writers).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from frrctl.errors import FrrctlError
 from frrctl.pools import IPAddress
+from frrctl.sqlitedb import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instance (
@@ -65,7 +64,7 @@ class Instance:
         }
 
 
-class StateStore:
+class StateStore(SqliteStore):
     """Open with `StateStore(dir)`; `transaction()` holds the write lock."""
 
     def __init__(self, state_dir: Path) -> None:
@@ -81,25 +80,6 @@ class StateStore:
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def get(self, name: str) -> Instance | None:
         row = self.db.execute(
