@@ -39,9 +39,7 @@ class PoolEntry:
 
     def overlaps(self, other: PoolEntry) -> bool:
         return (
-            self.version == other.version
-            and self.first <= other.last
-            and other.first <= self.last
+            self.version == other.version and self.first <= other.last and other.first <= self.last
         )
 
     def prefixes(self) -> list[IPNetwork]:
@@ -52,7 +50,7 @@ class PoolEntry:
         else:
             lo = ipaddress.IPv6Address(self.first)
             hi = ipaddress.IPv6Address(self.last)
-        return list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+        return list(ipaddress.summarize_address_range(lo, hi))
 
     def addresses(self) -> Iterator[IPAddress]:
         cls = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
@@ -75,9 +73,7 @@ def parse_entry(text: str) -> PoolEntry:
             return PoolEntry(lo.version, int(lo), int(hi), raw)
         if "/" in raw:
             net = ipaddress.ip_network(raw, strict=True)
-            return PoolEntry(
-                net.version, int(net.network_address), int(net.broadcast_address), raw
-            )
+            return PoolEntry(net.version, int(net.network_address), int(net.broadcast_address), raw)
         addr = ipaddress.ip_address(raw)
         return PoolEntry(addr.version, int(addr), int(addr), raw)
     except ValueError as exc:
