@@ -13,7 +13,8 @@ FRRCTL_FRR_GRPC=$(bash lab/build-frr-grpc.sh | tail -n1)
 export FRRCTL_FRR_GRPC
 
 "$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check frrctl/lab frrctl/render.py frrctl/inventory.py
+"$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy" frrctl
 started=$(date +%s)
 "$VENV/bin/python" -m pytest -v -rs --durations=15 "$@"
 echo "test suite: $(( $(date +%s) - started )) s"
