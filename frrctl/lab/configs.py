@@ -11,11 +11,11 @@ that whatever a host leaks shows up at the test peer.
 from __future__ import annotations
 
 import ipaddress
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from frrctl.lab.netns import recorder_command
 from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan
 from frrctl.render import _environment
 
@@ -97,7 +97,7 @@ def upstream_config(plan: LabPlan) -> str:
 
 def exabgp_config(plan: LabPlan, record_path: Path) -> str:
     lab = plan.fleet.lab
-    recorder = f"{sys.executable} -m frrctl.lab.recorder {record_path}"
+    recorder = recorder_command(record_path)
     return (
         _environment()
         .get_template("lab/exabgp.conf.j2")

@@ -11,6 +11,7 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from frrctl.errors import FrrctlError
 
 FRR_SBIN = Path("/usr/lib/frr")
+EXABGP = Path(sys.executable).parent / "exabgp"  # installed with frrctl (PyPI exabgp)
 VTYSH = "vtysh"
 
 
@@ -204,3 +206,25 @@ def vtysh_load(ns: str, vty: Path, config: Path) -> None:
     result = ns_run(ns, [VTYSH, "--vty_socket", str(vty), "-f", str(config)], check=False)
     if result.returncode != 0:
         raise LabError(f"{ns}: loading {config} failed:\n{(result.stdout + result.stderr).strip()}")
+
+
+def recorder_command(record: Path) -> str:
+    """The ExaBGP API process that appends every message to `record` (JSON lines)."""
+    return f"{sys.executable} -m frrctl.lab.recorder {record}"
+
+
+def start_exabgp(ns: str, config: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    """ExaBGP in `ns`, in the foreground of its own session, logging into `workdir`."""
+    env = {
+        **os.environ,
+        "exabgp.daemon.user": "root",  # namespaces need root; ExaBGP would drop to nobody
+        "exabgp.daemon.daemonize": "false",
+        "exabgp.log.destination": str(workdir / "exabgp.log"),
+        "exabgp.log.level": "INFO",
+    }
+    with open(workdir / "exabgp.out", "wb") as out:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", ns, str(EXABGP), "server", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )  # fmt: skip

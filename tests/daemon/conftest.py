@@ -29,13 +29,14 @@ import yaml
 
 from frrctl.frr.gate import Gate
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox, run
+from frrctl.lab.netns import EXABGP, recorder_command, start_exabgp
 from frrctl.status import request
 
 HOST_ASN = 64512
 PEER_ASN = 64513
 HOSTNAME = "hv1"
 GRPC_PORT = 50051
-EXABGP = Path(sys.executable).parent / "exabgp"
+
 POOLS_V4 = ["192.0.2.0/25", "198.18.100.0/24"]
 POOLS_V6 = ["2001:db8:100::/64"]
 MAX_PREFIXES = 30
@@ -146,14 +147,6 @@ neighbor 198.18.0.2 {{
         neighbor-changes;
     }}
 }}
-"""
-
-
-RECORDER = """import sys
-with open(sys.argv[1], "a", buffering=1) as out:
-    for line in sys.stdin:
-        if line.strip():
-            out.write(line.rstrip("\\n") + "\\n")
 """
 
 
@@ -394,23 +387,10 @@ def make_lab(
         host.start("zebra", "hostname fg4-dhost\n")
         lab.start_bgpd()
         # ExaBGP in its own namespace
-        recorder = workdir / "recorder.py"
-        recorder.write_text(RECORDER)
         lab.record.touch()
         xconf = workdir / "exabgp.conf"
-        xconf.write_text(exabgp_config(f"{sys.executable} {recorder} {lab.record}"))
-        env = {
-            **os.environ,
-            "exabgp.daemon.user": "root",
-            "exabgp.daemon.daemonize": "false",
-            "exabgp.log.destination": str(workdir / "exabgp.log"),
-            "exabgp.log.level": "INFO",
-        }
-        with open(workdir / "exabgp.out", "wb") as out:
-            lab.exabgp = subprocess.Popen(
-                [*px, str(EXABGP), "server", str(xconf)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            )  # fmt: skip
+        xconf.write_text(exabgp_config(recorder_command(lab.record)))
+        lab.exabgp = start_exabgp(peer_ns, xconf, workdir)
         lab.wait_established()
         yield lab
     finally:
