@@ -115,18 +115,28 @@ def _addr(family: int, raw: bytes) -> str:
     return socket.inet_ntop(family, raw)
 
 
-def parse_route(data: bytes | memoryview, offset: int, length: int) -> RouteMessage:
-    """Decode one route message at `offset` (header included) of `length` bytes."""
+def _header(data: bytes | memoryview, offset: int, length: int) -> dict[str, Any]:
+    """The netlink header, in pyroute2's field names."""
     _, kind, flags, seq, pid = _NLMSGHDR.unpack_from(data, offset)
-    family, dst_len, _, tos, table, proto, _, rtype, rflags = _RTMSG.unpack_from(data, offset + 16)
-    attrs: dict[str, Any] = {}
-    pos, end = offset + 16 + _RTMSG.size, offset + length
+    return {"length": length, "type": kind, "flags": flags, "sequence_number": seq,
+            "pid": pid, "error": None}  # fmt: skip
+
+
+def _attributes(data: bytes | memoryview, pos: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(type, value) of each rtattr between `pos` and `end`."""
     while pos + 4 <= end:
         alen, atype = _RTATTR.unpack_from(data, pos)
         if alen < 4:
-            break
-        value = bytes(data[pos + 4 : pos + alen])
-        atype &= 0x3FFF  # NLA_F_NESTED / NLA_F_NET_BYTEORDER
+            return
+        yield atype & 0x3FFF, bytes(data[pos + 4 : pos + alen])  # drop NLA_F_NESTED etc.
+        pos += (alen + 3) & ~3
+
+
+def parse_route(data: bytes | memoryview, offset: int, length: int) -> RouteMessage:
+    """Decode one route message at `offset` (header included) of `length` bytes."""
+    family, dst_len, _, tos, table, proto, _, rtype, rflags = _RTMSG.unpack_from(data, offset + 16)
+    attrs: dict[str, Any] = {}
+    for atype, value in _attributes(data, offset + 16 + _RTMSG.size, offset + length):
         if atype == RTA_DST:
             attrs["RTA_DST"] = _addr(family, value)
         elif atype == RTA_OIF:
@@ -142,11 +152,9 @@ def parse_route(data: bytes | memoryview, offset: int, length: int) -> RouteMess
         elif atype == RTA_VIA and len(value) >= 2:
             via_family = int.from_bytes(value[:2], "little")
             attrs["RTA_VIA"] = {"family": via_family, "addr": _addr(via_family, value[2:])}
-        pos += (alen + 3) & ~3
-    header = {"length": length, "type": kind, "flags": flags, "sequence_number": seq,
-              "pid": pid, "error": None}  # fmt: skip
-    fields = {"header": header, "family": family, "dst_len": dst_len, "tos": tos,
-              "table": table, "proto": proto, "type": rtype, "flags": rflags}  # fmt: skip
+    fields = {"header": _header(data, offset, length), "family": family, "dst_len": dst_len,
+              "tos": tos, "table": table, "proto": proto, "type": rtype,
+              "flags": rflags}  # fmt: skip
     return RouteMessage(fields, attrs)
 
 
@@ -157,21 +165,14 @@ NDA_DST = 1
 def parse_neighbor(data: bytes | memoryview, offset: int, length: int) -> RouteMessage:
     """Decode one neighbour message the way parse_route does routes: a burst of
     10,000 plugged addresses brings 10,000 of these next to the routes."""
-    _, kind, flags, seq, pid = _NLMSGHDR.unpack_from(data, offset)
     family, ifindex, state, nflags, ntype = _NDMSG.unpack_from(data, offset + 16)
     attrs: dict[str, Any] = {}
-    pos, end = offset + 16 + _NDMSG.size, offset + length
-    while pos + 4 <= end:
-        alen, atype = _RTATTR.unpack_from(data, pos)
-        if alen < 4:
-            break
-        if atype & 0x3FFF == NDA_DST and family in (socket.AF_INET, socket.AF_INET6):
-            attrs["NDA_DST"] = _addr(family, bytes(data[pos + 4 : pos + alen]))
-        pos += (alen + 3) & ~3
-    header = {"length": length, "type": kind, "flags": flags, "sequence_number": seq,
-              "pid": pid, "error": None}  # fmt: skip
-    fields = {"header": header, "family": family, "ifindex": ifindex, "state": state,
-              "flags": nflags, "ndm_type": ntype}  # fmt: skip
+    if family in (socket.AF_INET, socket.AF_INET6):  # AF_BRIDGE: fdb entries, no NDA_DST use
+        for atype, value in _attributes(data, offset + 16 + _NDMSG.size, offset + length):
+            if atype == NDA_DST:
+                attrs["NDA_DST"] = _addr(family, value)
+    fields = {"header": _header(data, offset, length), "family": family, "ifindex": ifindex,
+              "state": state, "flags": nflags, "ndm_type": ntype}  # fmt: skip
     return RouteMessage(fields, attrs)
 
 
