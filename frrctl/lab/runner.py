@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from frrctl.errors import UsageError
 from frrctl.frrcheck import check_config
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
@@ -31,7 +31,6 @@ from frrctl.render import render_fleet
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path(os.environ.get("FRRCTL_LAB_DIR", "/run/frrctl-lab"))
-EXABGP = Path(sys.executable).parent / "exabgp"
 STATE_FILE = "state.json"
 
 
@@ -127,6 +126,9 @@ def up(
     """Build the lab; with `driver`, every host runs in controller mode with that driver
     and its `frrctl daemon` decides what is announced."""
     fleet = load_inventory(inventory)  # exit 2 before anything is touched
+    if (fleet.fabric.gateway4, fleet.fabric.gateway6) != ("169.254.0.1", "fe80::1"):
+        # `frrctl guest-config` writes the standard gateways into every guest.
+        raise UsageError(f"{inventory}: the lab's guests use the gateways 169.254.0.1 and fe80::1")
     prefix = "fl" + secrets.token_hex(3)
     if driver is not None:
         from frrctl.lab.controller import controller_inventory, frr_sbin_for
@@ -279,22 +281,7 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
     lab.record.touch()
     xconf = xdir / "exabgp.conf"
     xconf.write_text(exabgp_config(plan, lab.record))
-    env = {
-        **os.environ,
-        "exabgp.daemon.user": "root",
-        "exabgp.daemon.daemonize": "false",
-        "exabgp.log.destination": str(xdir / "exabgp.log"),
-        "exabgp.log.level": "INFO",
-    }
-    with open(xdir / "exabgp.out", "w") as out:
-        subprocess.Popen(
-            ["ip", "netns", "exec", peer_ns, str(EXABGP), "server", str(xconf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    netns.start_exabgp(peer_ns, xconf, xdir)
 
 
 def _address_lines(iface: str, addresses: tuple[str, ...]) -> list[str]:
@@ -308,19 +295,15 @@ def frrctl(ns: str, *args: str) -> str:
 
 def configure_guest(lab: Lab, vm: VmPlan) -> None:
     """Configure the VM namespace from frrctl's generated guest configuration."""
-    fabric = lab.plan.fleet.fabric
     script = frrctl(
         vm.namespace, "guest-config", "--format", "ip", "--mac", vm.mac, "--ip", *vm.addresses
     )
-    if fabric.gateway4 != "169.254.0.1" or fabric.gateway6 != "fe80::1":
-        raise LabError("the lab's guests use the default gateways 169.254.0.1 and fe80::1")
-    for line in script.splitlines():
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
-        if words[0] != "ip":
+    commands = [line for line in script.splitlines() if line.strip() and line[0] != "#"]
+    for line in commands:
+        if line.split()[0] != "ip":
             raise LabError(f"unexpected guest command: {line}")
-        netns.ns_run(vm.namespace, words)
+    # One shell in the guest's namespace for the whole script, stopping at the first error.
+    netns.ns_run(vm.namespace, ["/bin/sh", "-e", "-c", "\n".join(commands)])
 
 
 def plug(lab: Lab, vm: VmPlan, hostname: str) -> None:
