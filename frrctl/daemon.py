@@ -160,7 +160,13 @@ def make_driver(settings: DaemonSettings) -> AnnounceDriver:
         from frrctl.frr.grpc import GrpcDriver
 
         gate = Gate(bridge=settings.bridge, shards=settings.grpc_shards)
-        return GrpcDriver(settings.grpc_target, gate=gate, retry=retry, rpc_timeout=10.0)
+        return GrpcDriver(
+            settings.grpc_target,
+            gate=gate,
+            retry=retry,
+            rpc_timeout=10.0,
+            vty_dir=settings.vty_dir,
+        )
     raise UsageError(f"unknown driver {settings.driver!r} (vtysh or grpc)")
 
 
@@ -281,10 +287,12 @@ class Daemon:
         self.unverified_since: float | None = None  # batches applied, not read back yet
         self.verify_at = 0.0
         self.backoff = Backoff()  # FRR answers errors
-        # bgpd `network` statements stuck unresolved (see VtyshDriver.invalid):
+        # Announced prefixes missing from bgpd's table after a zebra restart
+        # (`network` statements stuck unresolved, see VtyshDriver.invalid; or
+        # kernel redistribution not registered again, see gate.nudge_edit):
         # checked every second for a while after zebra came back (the check
         # reads bgpd's whole table: too heavy to run all the time); refreshed
-        # when found invalid twice in a row.
+        # when found missing twice in a row.
         self.repair_until = 0.0
         self.next_repair = 0.0
         self.suspect: set[IPNetwork] = set()
@@ -515,10 +523,11 @@ class Daemon:
             fix = bad & self.suspect
             self.suspect = bad - fix
             if fix:
-                self.metrics.errors.labels("import-check-stuck").inc(len(fix))
+                self.metrics.errors.labels("bgp-table-missing").inc(len(fix))
                 log.warning(
-                    "bgpd holds announced prefixes as unresolved although the kernel has "
-                    "them; re-entering their network statements",
+                    "bgpd lacks announced prefixes although the kernel has them "
+                    "(zebra restarted); asking bgpd to resolve them again (%s driver)",
+                    self.driver.name,
                     extra={"fields": {"prefixes": [str(p) for p in sorted(fix, key=prefix_key)]}},
                 )
                 self.driver.refresh(sorted(fix, key=prefix_key))  # type: ignore[attr-defined]

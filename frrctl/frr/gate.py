@@ -324,3 +324,38 @@ def build_edit(gate: Gate, state: GateState, plan: Plan) -> Edit:
                 elif target is False and on:
                     delete.append(gate.gshut_xpath(version, shard))
     return Edit(tuple(update), tuple(delete))
+
+
+def nudge_edit(gate: Gate, state: GateState, prefixes: Iterable[IPNetwork]) -> Edit:
+    """An edit that changes no announcement but makes bgpd ask zebra for the
+    kernel routes again: per address family of `prefixes`, one of their
+    entries moves to a free sequence number of its list.
+
+    Any change to a gate list marks its route-map for update; once `bgp
+    route-map delay-timer` fires, bgpd re-registers its `redistribute kernel`
+    with zebra (bgp_redistribute_resend), and zebra sends every kernel route
+    again. FRR 8.4's bgpd needs this after a zebra restart: it reconnects, but
+    does not register its redistribution again, so kernel routes added since
+    never reach it.
+    """
+    located = {
+        prefix: (key, seq)
+        for key, entries in state.entries.items()
+        for seq, prefix in entries.items()
+    }
+    update: list[PathValue] = []
+    delete: list[str] = []
+    done: set[int] = set()
+    for prefix in sorted(prefixes, key=prefix_key):
+        if prefix.version in done or prefix not in located:
+            continue
+        (version, shard), seq = located[prefix]
+        (free,) = _free_seqs(state.entries[(version, shard)], 1)
+        base = gate.plist_xpath(version, shard)
+        delete.append(f"{base}/entry[sequence='{seq}']")
+        update += [
+            (f"{base}/entry[sequence='{free}']/action", "permit"),
+            (f"{base}/entry[sequence='{free}']/{_FAMILY[version]}-prefix", str(prefix)),
+        ]
+        done.add(version)
+    return Edit(tuple(update), tuple(delete))

@@ -13,13 +13,24 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from frrctl.frr import _proto
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy
-from frrctl.frr.gate import Edit, Gate, GateError, GateState, build_edit, gate_state
+from frrctl.frr.gate import (
+    Edit,
+    Gate,
+    GateError,
+    GateState,
+    build_edit,
+    gate_state,
+    nudge_edit,
+)
+from frrctl.frr.vty import VtyClient
+from frrctl.frr.vtysh import unresolved
 from frrctl.policy import Plan
 from frrctl.pools import IPNetwork
 
@@ -64,7 +75,9 @@ class GrpcDriver(AnnounceDriver):
     """Announce through the gate's prefix-lists, over bgpd's northbound gRPC at `target`.
 
     `target` is a gRPC target: `127.0.0.1:50051`, or `unix:/path` from a
-    NetnsPortForwarder when bgpd lives in another namespace.
+    NetnsPortForwarder when bgpd lives in another namespace. `vty_dir` (bgpd's
+    vty socket) serves only `invalid()`: FRR 8.4's northbound has no BGP table
+    to read.
     """
 
     target: str
@@ -74,9 +87,11 @@ class GrpcDriver(AnnounceDriver):
     commit_timeout: float = 900.0  # FRR validates big commits slowly (see gate.py)
     edit_chunk: int = 20_000  # path-values per EditCandidate message
     name: str = "grpc"
+    vty_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self._pb, self._pb_grpc = _proto.load()
+        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.vty_dir else None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
         self._snapshot: GateState | None = None
@@ -89,6 +104,8 @@ class GrpcDriver(AnnounceDriver):
         return self._stub
 
     def close(self) -> None:
+        if self._bgpd is not None:
+            self._bgpd.close()
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = None
@@ -153,6 +170,18 @@ class GrpcDriver(AnnounceDriver):
             raise DriverError(f"bgpd gRPC: {exc}") from exc
         if edit:
             self.retry.call("grpc commit", lambda: self.commit(edit, f"frrctl {plan.summary()}"))
+
+    def invalid(self) -> list[IPNetwork]:
+        """Prefixes the gate lets through that bgpd's table lacks (see nudge_edit)."""
+        if self._bgpd is None:
+            return []
+        return unresolved(self._bgpd, self.read_state().announced(), self.retry)
+
+    def refresh(self, prefixes: list[IPNetwork]) -> None:
+        """Make bgpd fetch the kernel routes from zebra again (one small commit)."""
+        edit = nudge_edit(self.gate, self.read_state(), prefixes)
+        if edit:
+            self.retry.call("grpc commit", lambda: self.commit(edit, "frrctl redistribute again"))
 
     def commit(self, edit: Edit, comment: str = "frrctl") -> int | None:
         """One transaction; returns FRR's transaction id, None for "no changes"."""

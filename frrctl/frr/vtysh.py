@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy
@@ -145,21 +146,7 @@ class VtyshDriver(AnnounceDriver):
         bgpd had lost zebra (zebra restarting) stays "inaccessible" forever in
         FRR 8.4, even once the kernel route is known again.
         """
-        configured = self.read()
-        bad: list[IPNetwork] = []
-        for afi in ("ipv4", "ipv6"):
-            (reply,) = self.command(f"show bgp {afi} unicast json")
-            try:
-                routes = json.loads(reply.output or "{}").get("routes", {})
-            except ValueError as exc:
-                raise DriverError(f"bgpd: unreadable 'show bgp {afi} unicast json'") from exc
-            for prefix in configured:
-                if prefix.version != (4 if afi == "ipv4" else 6):
-                    continue
-                paths = routes.get(str(prefix), [])
-                if not any(path.get("valid") for path in paths):
-                    bad.append(prefix)
-        return sorted(bad, key=prefix_key)
+        return unresolved(self._bgpd, self.read(), self.retry)
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
         """Re-enter `network` statements (no + add) so that bgpd resolves them again."""
@@ -172,6 +159,36 @@ class VtyshDriver(AnnounceDriver):
 
     def close(self) -> None:
         self._bgpd.close()
+
+
+def unresolved(
+    bgpd: VtyClient, prefixes: Iterable[IPNetwork], retry: RetryPolicy
+) -> list[IPNetwork]:
+    """The `prefixes` that have no valid path in bgpd's table (asked over `bgpd`)."""
+    tables: dict[str, str] = {}
+    for afi in ("ipv4", "ipv6"):
+        command = f"show bgp {afi} unicast json"
+        (reply,) = retry.call("bgpd", partial(bgpd.run, [command]))
+        tables[afi] = reply.output
+    return missing_in_rib(tables, prefixes)
+
+
+def missing_in_rib(tables: dict[str, str], prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:
+    """Pure half of `unresolved`: `tables` maps ipv4/ipv6 to `show bgp AFI unicast json`."""
+    routes: dict[int, dict[str, list[dict[str, object]]]] = {}
+    for afi, text in tables.items():
+        try:
+            routes[4 if afi == "ipv4" else 6] = json.loads(text or "{}").get("routes", {})
+        except ValueError as exc:
+            raise DriverError(f"bgpd: unreadable 'show bgp {afi} unicast json'") from exc
+    bad = [
+        prefix
+        for prefix in prefixes
+        if not any(
+            path.get("valid") for path in routes.get(prefix.version, {}).get(str(prefix), [])
+        )
+    ]
+    return sorted(bad, key=prefix_key)
 
 
 def sorted_prefixes(prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:

@@ -215,19 +215,20 @@ def test_bgpd_killed_and_restarted_reannounces(running: Lab) -> None:
 
 def test_zebra_restart_recovers(running: Lab) -> None:
     lab = running
-    if lab.driver == "grpc":
-        # Measured here: after zebra restarts, FRR 8.4's bgpd reconnects (~8 s)
-        # but never gets kernel routes added meanwhile redistributed again, so
-        # a route added then is not announced. The gRPC gate relies on that
-        # native redistribution and cannot ask for it again; the vtysh driver
-        # repairs its `network` statements (see Daemon._repair).
-        pytest.xfail("FRR 8.4: kernel redistribution is not resent after a zebra restart")
+    # FRR 8.4's bgpd reconnects to a restarted zebra after ~8 s but registers
+    # neither its `network` statements (vtysh driver) nor its kernel
+    # redistribution (gRPC gate) again: the daemon's repair must notice and fix
+    # both, or 192.0.2.36 is never announced.
     lab.wait_peer(lambda got: set(GOOD) <= set(got))
     lab.host.kill("zebra")
     lab.host.start("zebra", "hostname fg4-dhost\n")
     lab.add_route("192.0.2.36/32")
     lab.wait_peer(lambda got: {*GOOD, "192.0.2.36/32"} <= set(got), timeout=30)
     assert lab.daemons[-1].alive()
+    assert "bgpd lacks announced prefixes" in lab.daemons[-1].log.read_text()
+    lab.add_route("192.0.2.39/32")  # bgpd follows the kernel again, not just once
+    lab.wait_peer(lambda got: "192.0.2.39/32" in got)
+    lab.del_route("192.0.2.39/32")
     lab.del_route("192.0.2.36/32")
     lab.wait_peer(lambda got: "192.0.2.36/32" not in got, timeout=30)
 

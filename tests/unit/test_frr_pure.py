@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from frrctl.frr.gate import SENTINEL_SEQ, Gate, GateError, GateState, build_edit, gate_state
+from frrctl.frr.base import DriverError
+from frrctl.frr.gate import (
+    SENTINEL_SEQ,
+    Gate,
+    GateError,
+    GateState,
+    build_edit,
+    gate_state,
+    nudge_edit,
+)
 from frrctl.frr.vty import VtyReply
-from frrctl.frr.vtysh import RunningConfigError, failures, parse_networks, plan_commands
+from frrctl.frr.vtysh import (
+    RunningConfigError,
+    failures,
+    missing_in_rib,
+    parse_networks,
+    plan_commands,
+)
 from frrctl.policy import Plan, diff, parse_prefix
 
 P = parse_prefix
@@ -119,6 +135,42 @@ def test_graceful_shutdown_toggles_route_map_only() -> None:
         build_edit(
             GATE, state, Plan(announce=((P("192.0.2.2/32"), True), (P("192.0.2.3/32"), False)))
         )
+
+
+def test_nudge_moves_one_entry_per_family_and_keeps_the_announced_set() -> None:
+    data = frr_json(
+        {(4, 1): {1: "192.0.2.1/32", 2: "192.0.2.5/32"}, (6, 0): {7: "2001:db8::4/128"}}
+    )
+    state = gate_state(GATE, data)
+    edit = nudge_edit(GATE, state, [P("192.0.2.5/32"), P("192.0.2.1/32"), P("2001:db8::4/128")])
+    assert edit.delete == (
+        f"{GATE.plist_xpath(4, 1)}/entry[sequence='1']",
+        f"{GATE.plist_xpath(6, 0)}/entry[sequence='7']",
+    )
+    assert set(edit.update) == {
+        (f"{GATE.plist_xpath(4, 1)}/entry[sequence='3']/action", "permit"),
+        (f"{GATE.plist_xpath(4, 1)}/entry[sequence='3']/ipv4-prefix", "192.0.2.1/32"),
+        (f"{GATE.plist_xpath(6, 0)}/entry[sequence='1']/action", "permit"),
+        (f"{GATE.plist_xpath(6, 0)}/entry[sequence='1']/ipv6-prefix", "2001:db8::4/128"),
+    }
+    # prefixes the gate does not hold need no nudge (adding them resends anyway)
+    assert not nudge_edit(GATE, state, [P("192.0.2.9/32")])
+
+
+def test_missing_in_rib_wants_a_valid_path() -> None:
+    v4 = {
+        "routes": {
+            "192.0.2.1/32": [{"valid": True, "bestpath": True}],
+            "192.0.2.2/32": [{"valid": False}],
+        }
+    }
+    tables = {"ipv4": json.dumps(v4), "ipv6": "{}"}
+    got = missing_in_rib(
+        tables, [P("192.0.2.2/32"), P("192.0.2.1/32"), P("2001:db8::4/128"), P("192.0.2.3/32")]
+    )
+    assert got == [P("192.0.2.2/32"), P("192.0.2.3/32"), P("2001:db8::4/128")]
+    with pytest.raises(DriverError, match="unreadable"):
+        missing_in_rib({"ipv4": "{oops", "ipv6": "{}"}, [])
 
 
 def test_foreign_entries_are_refused() -> None:
