@@ -35,6 +35,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,15 @@ from frrctl.policy import (
     Code,
     Decision,
     Drain,
+    KernelRoute,
     Plan,
     PolicyConfig,
     Verdict,
     decide,
     diff,
+    diff_touched,
     prefix_key,
+    redecide,
 )
 from frrctl.pools import IPNetwork, Pools
 from frrctl.status import (
@@ -91,9 +95,12 @@ class DaemonSettings:
     grpc_shards: int = 64
     metrics_port: int | None = 9342
     verify_interval: float = 30.0
-    verify_delay: float = 0.05  # read back this long after the last batch of a burst
+    verify_delay: float = 0.5  # read back this long after the last batch of a burst
     verify_max_delay: float = 2.0  # ... but never later than this after the first
     probe_interval: float = 0.1
+    # Apply each batch in a worker thread: while FRR takes it, the loop reads
+    # and judges the next part of a burst (only one batch is ever in flight).
+    overlap: bool = True
     window: float = 0.01  # netlink burst window (quiet time that ends a burst)
     max_window: float = 0.1
 
@@ -250,6 +257,15 @@ def _json_safe(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Inflight:
+    """The batch a worker thread is applying."""
+
+    future: Future[float]  # -> seconds the driver took
+    plan: Plan
+    started: float  # monotonic start of the pass that made it
+
+
 class Daemon:
     """The announcement loop; `run()` until SIGTERM/SIGINT or `stop()`."""
 
@@ -264,7 +280,11 @@ class Daemon:
         self.settings = settings
         self.driver = driver or make_driver(settings)
         self.watcher = watcher or NetlinkWatcher(
-            settings.bridge, netns=netns, window=settings.window, max_window=settings.max_window
+            settings.bridge,
+            netns=netns,
+            window=settings.window,
+            max_window=settings.max_window,
+            neighbors=settings.require_neighbor,
         )
         self.metrics = metrics or Metrics()
         self.monitor = FrrMonitor(settings.vty_dir)
@@ -275,6 +295,11 @@ class Daemon:
         self.ospf_blocked: set[IPNetwork] = set()
         self.operator = OperatorState()
         self.snapshot: KernelSnapshot | None = None
+        # Kernel changes not judged yet (prefix -> routes now); None: judge all.
+        self.changed: dict[IPNetwork, tuple[KernelRoute, ...]] | None = None
+        # The FRR state that equals the last decision's desired set exactly
+        # (identity, not equality): then a pass diffs only what it touched.
+        self.synced_state: dict[IPNetwork, bool] | None = None
         self.decision: Decision | None = None
         self.frr_state: dict[IPNetwork, bool] | None = None  # last read back; None = re-read
         self.frr_up = False
@@ -306,6 +331,12 @@ class Daemon:
         os.set_blocking(self._wake_w, False)
         self._handlers: dict[str, Callable[[], None]] = {}
         self.on_pass: Callable[[], None] | None = None  # test hook
+        self.inflight: Inflight | None = None
+        self._worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="frrctl-apply")
+            if settings.overlap
+            else None
+        )
 
     # -- life cycle ------------------------------------------------------------
     def stop(self) -> None:
@@ -370,6 +401,9 @@ class Daemon:
         for gate in self.ospf_gates:
             gate.close()
         self.watcher.close()
+        self._collect(wait=True)
+        if self._worker is not None:
+            self._worker.shutdown()
         self.driver.close()
         self._sel.close()
         for fd in (self._wake_r, self._wake_w):
@@ -424,6 +458,10 @@ class Daemon:
                                   "generation": snap.generation}},
             )  # fmt: skip
         self.snapshot = snap
+        if snap.changed is None or self.changed is None:
+            self.changed = None
+        else:
+            self.changed.update(snap.changed)
         self.pending = True
         self._register_watcher()
 
@@ -440,6 +478,7 @@ class Daemon:
     def _step(self) -> None:
         now = time.monotonic()
         events = self._sel.select(self._timeout(now))
+        self._collect(wait=False)
         for key, _ in events:
             what = key.data
             if what == "netlink":
@@ -516,7 +555,7 @@ class Daemon:
 
     def _repair(self) -> None:
         find = getattr(self.driver, "invalid", None)
-        if find is None or self.decision is None:
+        if find is None or self.decision is None or not self._collect(wait=True):
             return
         try:
             bad = set(find()) & set(self.decision.desired)
@@ -538,6 +577,7 @@ class Daemon:
 
     def _frr_changed(self) -> None:
         """FRR may have lost everything: re-read and reconcile now."""
+        self._collect(wait=True)
         self.frr_state = None
         self.pending = True
         self.next_attempt = 0.0
@@ -585,31 +625,44 @@ class Daemon:
         started = time.monotonic()
         try:
             if self.frr_state is None:
+                if not self._collect(wait=True):
+                    return False
                 self.frr_state = self.driver.read()
             snap = self.snapshot
-            decision = decide(
-                snap.routes, self.policy_config(), self.frr_state, snap.permanent_neighbors
-            )
+            config = self.policy_config()
+            decision = None
+            if self.decision is not None and self.changed is not None:
+                decision = redecide(
+                    self.decision, self.changed, config, self.frr_state, snap.permanent_neighbors
+                )
+            if decision is None:
+                decision = decide(snap.routes, config, self.frr_state, snap.permanent_neighbors)
             self.decision = decision
+            self.changed = {}
             self.metrics.decision(decision, self.operator.drain, len(self.operator.held))
             for alert in decision.alerts:
                 if self.last_error != alert:
                     log.error("ALERT: %s", alert)
             desired = decision.desired if self.settings.runs_bgp else {}
-            plan = diff(desired, self.frr_state)
+            synced = self.frr_state is not None and self.frr_state is self.synced_state
+            if synced and decision.touched is not None and self.settings.runs_bgp:
+                plan = diff_touched(desired, self.frr_state, decision.touched)
+            else:
+                plan = diff(desired, self.frr_state)
             if plan:
+                if not self._collect(wait=True):  # the batch before failed: re-read first
+                    return False
                 before, self.frr_state = self.frr_state, None  # unknown if apply fails
-                t0 = time.perf_counter()
-                self.driver.apply(plan)
-                elapsed = time.perf_counter() - t0
-                self.metrics.batch_seconds.observe(elapsed)
-                self.metrics.changes.labels("announce").inc(len(plan.announce))
-                self.metrics.changes.labels("withdraw").inc(len(plan.withdraw))
-                self.last_batch_seconds = elapsed
-                self.last_plan = plan.summary()
-                # FRR took the whole batch: what it should hold now. It is read
-                # back and compared (verify) as soon as the burst is over, not
-                # inside it: a read of 10,000 statements costs ~0.3 s.
+                if self._worker is not None:
+                    future = self._worker.submit(self._timed_apply, plan)
+                    future.add_done_callback(lambda _: self._wake(b"a"))
+                    self.inflight = Inflight(future, plan, started)
+                else:
+                    self._batch_done(plan, self._timed_apply(plan), started)
+                # FRR takes the whole batch (or the failure is collected and
+                # FRR re-read): what it should hold now. It is read back and
+                # compared (verify) once the burst is over, not inside it: a
+                # read of 10,000 statements costs ~0.3 s.
                 expected = dict(before)
                 for prefix in plan.withdraw:
                     expected.pop(prefix, None)
@@ -618,15 +671,8 @@ class Daemon:
                 now = time.monotonic()
                 self.unverified_since = self.unverified_since or now
                 self.verify_at = now + self.settings.verify_delay
-                log.info(
-                    "batch applied",
-                    extra={"fields": {
-                        "announce": [str(p) for p, _ in plan.announce[:20]],
-                        "withdraw": [str(p) for p in plan.withdraw[:20]],
-                        "summary": plan.summary(), "apply_ms": round(elapsed * 1000, 2),
-                        "pass_ms": round((time.monotonic() - started) * 1000, 2),
-                    }},
-                )  # fmt: skip
+            # FRR now holds (or, unverified, took) exactly `desired`.
+            self.synced_state = self.frr_state
             if self.ospf_gates:
                 self._ospf_pass(decision)
         except FrrUnavailable as exc:
@@ -655,11 +701,58 @@ class Daemon:
             self.on_pass()
         return True
 
+    def _timed_apply(self, plan: Plan) -> float:
+        t0 = time.perf_counter()
+        self.driver.apply(plan)
+        return time.perf_counter() - t0
+
+    def _batch_done(self, plan: Plan, elapsed: float, started: float) -> None:
+        self.metrics.batch_seconds.observe(elapsed)
+        self.metrics.changes.labels("announce").inc(len(plan.announce))
+        self.metrics.changes.labels("withdraw").inc(len(plan.withdraw))
+        self.last_batch_seconds = elapsed
+        self.last_plan = plan.summary()
+        log.info(
+            "batch applied",
+            extra={"fields": {
+                "announce": [str(p) for p, _ in plan.announce[:20]],
+                "withdraw": [str(p) for p in plan.withdraw[:20]],
+                "summary": plan.summary(), "apply_ms": round(elapsed * 1000, 2),
+                "pass_ms": round((time.monotonic() - started) * 1000, 2),
+            }},
+        )  # fmt: skip
+
+    def _collect(self, wait: bool) -> bool:
+        """Finish the batch in flight (if it is done, or `wait`): False when it
+        failed, which is handled as a failed pass (FRR is read again)."""
+        job = self.inflight
+        if job is None or not (wait or job.future.done()):
+            return True
+        self.inflight = None
+        try:
+            elapsed = job.future.result()
+        except FrrUnavailable as exc:
+            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
+            return False
+        except DriverError as exc:
+            self._failed("driver", exc, self.backoff.next_delay())
+            return False
+        except Exception as exc:
+            log.error("unexpected error applying a batch", exc_info=exc)
+            self._failed("internal", exc, self.backoff.next_delay())
+            return False
+        self._batch_done(job.plan, elapsed, job.started)
+        return True
+
+    def _wake(self, what: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, what)
+
     def _ospf_pass(self, decision: Decision) -> None:
         """Block in the OSPF daemons what the policy refuses but only-cloud would pass."""
         refused = {Code.HELD, Code.NO_NEIGHBOR, Code.OVER_MAXIMUM}
         blocked = set(self.operator.held)
-        blocked |= {v.prefix for v in decision.verdicts if v.code in refused}
+        blocked |= {v.prefix for v in decision.by_prefix.values() if v.code in refused}
         drain = self.operator.drain is Drain.WITHDRAW
         for gate in self.ospf_gates:
             if gate.reconcile(blocked, drain):
@@ -676,7 +769,7 @@ class Daemon:
         """Read FRR back and compare with the decision; a difference is an error
         (a change FRR accepted but did not keep, or someone else's edit) and the
         next pass reconciles from what was read."""
-        if self.decision is None:
+        if self.decision is None or not self._collect(wait=True):
             return False
         try:
             after = self.driver.read()
@@ -794,11 +887,12 @@ class Daemon:
             kernel.setdefault(route.prefix, []).append(route.ifname or "multipath")
         frr = self.frr_state
         if frr is None:
-            try:
-                frr = self.driver.read()
-            except DriverError as exc:
-                self.last_error = str(exc)
-                frr = {}
+            frr = {}
+            if self._collect(wait=True):
+                try:
+                    frr = self.driver.read()
+                except DriverError as exc:
+                    self.last_error = str(exc)
         advertised = self.advertised_to() if peers else {}
         verdicts = {v.prefix: v for v in (self.decision.verdicts if self.decision else ())}
         prefixes = sorted(set(kernel) | set(verdicts) | set(frr), key=prefix_key)

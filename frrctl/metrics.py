@@ -87,11 +87,8 @@ class Metrics:
         start_http_server(port, addr=addr, registry=self.registry)
 
     def decision(self, decision: Decision, drain: Drain, held: int) -> None:
-        counts = dict.fromkeys(Code, 0)
-        for verdict in decision.verdicts:
-            counts[verdict.code] += 1
-        for code, count in counts.items():
-            self.prefixes.labels(code.value).set(count)
+        for code in Code:
+            self.prefixes.labels(code.value).set(decision.counts.get(code, 0))
         for mode in Drain:
             self.drain.labels(mode.value).set(1 if mode is drain else 0)
         self.held.set(held)

@@ -12,11 +12,11 @@ True means "announce it with the GRACEFUL_SHUTDOWN community" (graceful drain).
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from frrctl.pools import IPAddress, IPNetwork, Pools
+from frrctl.pools import IPAddress, IPNetwork, Pools, parse_network
 
 Announced = Mapping[IPNetwork, bool]
 
@@ -107,22 +107,46 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Decision:
-    verdicts: tuple[Verdict, ...]  # sorted by prefix
-    alerts: tuple[str, ...] = ()
+    """A verdict per candidate prefix and what follows from them. Build it with
+    `Decision.of`; `redecide` derives one from another without a full pass."""
 
-    @property
-    def desired(self) -> dict[IPNetwork, bool]:
-        return {v.prefix: v.graceful_shutdown for v in self.verdicts if v.announce}
+    by_prefix: Mapping[IPNetwork, Verdict]
+    desired: Mapping[IPNetwork, bool]  # what to announce: prefix -> graceful_shutdown
+    counts: Mapping[Code, int]  # verdicts per code
+    alerts: tuple[str, ...] = ()
+    # the inputs `redecide` must know: the policy and FRR's announced set
+    config: PolicyConfig | None = field(default=None, compare=False, repr=False)
+    announced: frozenset[IPNetwork] = field(default=frozenset(), compare=False, repr=False)
+    # from `redecide`: the only prefixes whose verdicts may differ from the
+    # decision it started from (None: a full decide, anything may differ)
+    touched: frozenset[IPNetwork] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        verdicts: Iterable[Verdict],
+        alerts: tuple[str, ...] = (),
+        config: PolicyConfig | None = None,
+        announced: Iterable[IPNetwork] = (),
+    ) -> Decision:
+        by_prefix = {v.prefix: v for v in verdicts}
+        desired = {v.prefix: v.graceful_shutdown for v in by_prefix.values() if v.announce}
+        counts: dict[Code, int] = {}
+        for verdict in by_prefix.values():
+            counts[verdict.code] = counts.get(verdict.code, 0) + 1
+        return cls(by_prefix, desired, counts, alerts, config, frozenset(announced))
+
+    @functools.cached_property
+    def verdicts(self) -> tuple[Verdict, ...]:
+        """All verdicts, sorted by prefix."""
+        return tuple(sorted(self.by_prefix.values(), key=lambda v: prefix_key(v.prefix)))
 
     def verdict(self, prefix: IPNetwork) -> Verdict | None:
-        for verdict in self.verdicts:
-            if verdict.prefix == prefix:
-                return verdict
-        return None
+        return self.by_prefix.get(prefix)
 
     @property
     def over_maximum(self) -> int:
-        return sum(1 for v in self.verdicts if v.code is Code.OVER_MAXIMUM)
+        return self.counts.get(Code.OVER_MAXIMUM, 0)
 
 
 def prefix_key(prefix: IPNetwork) -> tuple[int, int, int]:
@@ -237,7 +261,70 @@ def decide(
             f"maximum of {limit} announced prefixes reached: {refused} eligible "
             "prefix(es) not announced"
         )
-    return Decision(tuple(v for v in ordered if v is not None), tuple(alerts))
+    return Decision.of((v for v in ordered if v is not None), tuple(alerts), config, current)
+
+
+def redecide(
+    previous: Decision,
+    changed: Mapping[IPNetwork, Sequence[KernelRoute]],
+    config: PolicyConfig,
+    announced: Announced | Iterable[IPNetwork] = (),
+    neighbors: Iterable[IPAddress] = (),
+) -> Decision | None:
+    """`decide` for a burst, at the cost of what it touched: `changed` maps each
+    prefix whose routes or neighbour entry changed to its routes now (all
+    other prefixes' routes are as `previous` saw them).
+
+    The answer equals decide() over everything (a unit test checks it on
+    random bursts). None when it cannot be had cheaply: the policy changed,
+    or the maximum is in play (ranking then depends on every prefix); the
+    caller then runs decide().
+    """
+    limit = max(config.max_prefixes, 0)
+    if previous.config != config or previous.over_maximum:
+        return None
+    current = frozenset(announced)
+    # A prefix entering or leaving FRR's set is judged again as well: with no
+    # route, being announced is what makes it a candidate (not-in-kernel).
+    touched = set(changed) | (current ^ previous.announced)
+    neighbor_set = frozenset(neighbors)
+    graceful = config.drain is Drain.GRACEFUL
+    by_prefix = dict(previous.by_prefix)
+    desired = dict(previous.desired)
+    counts = dict(previous.counts)
+    no_routes: Sequence[KernelRoute] = ()
+    for net in touched:
+        routes = changed.get(net)
+        old = by_prefix.get(net)
+        if routes is None:
+            if old is not None and old.code is not Code.NOT_IN_KERNEL:
+                continue  # routes unchanged and present: FRR's set does not matter
+            routes = no_routes
+        if old is not None:
+            del by_prefix[net]
+            counts[old.code] -= 1
+            desired.pop(net, None)
+        if not routes and net not in current:
+            continue  # no route, not announced: no candidate
+        refusal = _eligibility(net, list(routes), config, neighbor_set)
+        if refusal is not None:
+            verdict = Verdict(net, refusal[0], refusal[1])
+        elif graceful:
+            verdict = Verdict(
+                net,
+                Code.DRAINED_GRACEFUL,
+                "host is drained gracefully: announced with GRACEFUL_SHUTDOWN",
+                graceful_shutdown=True,
+            )
+        else:
+            verdict = Verdict(net, Code.ANNOUNCE, "direct host route in pool")
+        by_prefix[net] = verdict
+        counts[verdict.code] = counts.get(verdict.code, 0) + 1
+        if verdict.announce:
+            desired[net] = verdict.graceful_shutdown
+    if len(desired) > limit:
+        return None
+    return Decision(by_prefix, desired, counts, (), config, current, frozenset(touched))
 
 
 @dataclass(frozen=True)
@@ -266,6 +353,24 @@ def diff(desired: Announced, announced: Announced) -> Plan:
     return Plan(tuple(add), tuple(gone), same)
 
 
+def diff_touched(desired: Announced, announced: Announced, touched: Iterable[IPNetwork]) -> Plan:
+    """`diff` when `desired` and `announced` can differ only on `touched`
+    prefixes (FRR held the previous desired set exactly): the same plan,
+    without walking every prefix."""
+    add: list[tuple[IPNetwork, bool]] = []
+    gone: list[IPNetwork] = []
+    for prefix in touched:
+        want = desired.get(prefix)
+        have = announced.get(prefix)
+        if want is not None and want != have:
+            add.append((prefix, want))
+        elif want is None and have is not None:
+            gone.append(prefix)
+    add.sort(key=lambda item: prefix_key(item[0]))
+    gone.sort(key=prefix_key)
+    return Plan(tuple(add), tuple(gone), len(desired) - len(add))
+
+
 def parse_prefix(text: str) -> IPNetwork:
     """A prefix as FRR prints it (`192.0.2.1/32`); a bare address is a host route."""
-    return ipaddress.ip_network(text.strip(), strict=True)
+    return parse_network(text.strip())

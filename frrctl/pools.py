@@ -19,6 +19,51 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class _HashOnce:
+    """An ipaddress network that computes its hash once. The daemon uses
+    prefixes as dict and set keys many times per burst, and ipaddress derives
+    the hash from two int conversions on every call (~3x slower)."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        cache = self.__dict__  # ipaddress networks have one (cached_property)
+        try:
+            return int(cache["_hash"])
+        except KeyError:
+            value: int = super().__hash__()
+            cache["_hash"] = value
+            return value
+
+
+class Prefix4(_HashOnce, ipaddress.IPv4Network):
+    """IPv4Network, equal to and hashed like one, with its hash computed once."""
+
+
+class Prefix6(_HashOnce, ipaddress.IPv6Network):
+    """IPv6Network, equal to and hashed like one, with its hash computed once."""
+
+
+def parse_network(text: str, strict: bool = True) -> IPNetwork:
+    """ipaddress.ip_network for text, as Prefix4/Prefix6."""
+    try:
+        return Prefix4(text, strict)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError):
+        pass
+    try:
+        return Prefix6(text, strict)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError):
+        pass
+    raise ValueError(f"{text!r} does not appear to be an IPv4 or IPv6 network")
+
+
+def network_of(address: IPAddress, length: int) -> IPNetwork:
+    """The network `address`/`length` (host bits cleared), as Prefix4/Prefix6."""
+    if address.version == 4:
+        return Prefix4((int(address), length), strict=False)
+    return Prefix6((int(address), length), strict=False)
+
+
 @dataclass(frozen=True, order=True)
 class PoolEntry:
     """An inclusive range of addresses of one IP version."""

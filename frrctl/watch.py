@@ -25,7 +25,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from frrctl.policy import MAIN_TABLE, KernelRoute
-from frrctl.pools import IPAddress
+from frrctl.pools import IPAddress, IPNetwork, network_of
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ class RouteMessage(dict):
         return self._attrs.get(name)
 
 
-def _addr(family: int, raw: bytes) -> str:
-    return socket.inet_ntop(family, raw)
+def _addr(family: int, raw: bytes) -> IPAddress:
+    # From the packed bytes: ~5x cheaper than parsing the text form.
+    return ipaddress.IPv4Address(raw) if family == socket.AF_INET else ipaddress.IPv6Address(raw)
 
 
 def _header(data: bytes | memoryview, offset: int, length: int) -> dict[str, Any]:
@@ -137,11 +138,11 @@ def parse_route(data: bytes | memoryview, offset: int, length: int) -> RouteMess
     family, dst_len, _, tos, table, proto, _, rtype, rflags = _RTMSG.unpack_from(data, offset + 16)
     attrs: dict[str, Any] = {}
     for atype, value in _attributes(data, offset + 16 + _RTMSG.size, offset + length):
-        if atype == RTA_DST:
+        if atype == RTA_DST and len(value) in (4, 16):
             attrs["RTA_DST"] = _addr(family, value)
         elif atype == RTA_OIF:
             attrs["RTA_OIF"] = _U32.unpack(value)[0]
-        elif atype == RTA_GATEWAY:
+        elif atype == RTA_GATEWAY and len(value) in (4, 16):
             attrs["RTA_GATEWAY"] = _addr(family, value)
         elif atype == RTA_PRIORITY:
             attrs["RTA_PRIORITY"] = _U32.unpack(value)[0]
@@ -149,7 +150,7 @@ def parse_route(data: bytes | memoryview, offset: int, length: int) -> RouteMess
             attrs["RTA_TABLE"] = _U32.unpack(value)[0]
         elif atype == RTA_MULTIPATH:
             attrs["RTA_MULTIPATH"] = [value]
-        elif atype == RTA_VIA and len(value) >= 2:
+        elif atype == RTA_VIA and len(value) in (6, 18):
             via_family = int.from_bytes(value[:2], "little")
             attrs["RTA_VIA"] = {"family": via_family, "addr": _addr(via_family, value[2:])}
     fields = {"header": _header(data, offset, length), "family": family, "dst_len": dst_len,
@@ -169,11 +170,20 @@ def parse_neighbor(data: bytes | memoryview, offset: int, length: int) -> RouteM
     attrs: dict[str, Any] = {}
     if family in (socket.AF_INET, socket.AF_INET6):  # AF_BRIDGE: fdb entries, no NDA_DST use
         for atype, value in _attributes(data, offset + 16 + _NDMSG.size, offset + length):
-            if atype == NDA_DST:
+            if atype == NDA_DST and len(value) in (4, 16):
                 attrs["NDA_DST"] = _addr(family, value)
     fields = {"header": _header(data, offset, length), "family": family, "ifindex": ifindex,
               "state": state, "flags": nflags, "ndm_type": ntype}  # fmt: skip
     return RouteMessage(fields, attrs)
+
+
+def _address(value: str | IPAddress) -> IPAddress:
+    """An address from our decoders (already an object) or pyroute2's (text)."""
+    return ipaddress.ip_address(value) if isinstance(value, str) else value
+
+
+def _network(dst: str | IPAddress, length: int) -> IPNetwork:
+    return network_of(_address(dst), length)
 
 
 class Resync(Exception):
@@ -192,6 +202,11 @@ class KernelSnapshot:
     bridge_addresses: frozenset[str]
     generation: int  # counts full resyncs
     cause: str  # "initial dump", "events", "resync: ..."
+    # The prefixes whose routes or neighbour entries changed since the previous
+    # snapshot, each with its routes now (empty: gone); None after a resync or
+    # a link or address change, when anything may have changed. It lets the
+    # daemon judge a burst at the cost of what the burst touched.
+    changed: Mapping[IPNetwork, tuple[KernelRoute, ...]] | None = None
 
 
 @dataclass
@@ -210,10 +225,14 @@ class KernelView:
     link_flags: dict[int, int] = field(default_factory=dict)
     routes: dict[RouteKey, KernelRoute] = field(default_factory=dict)
     route_oif: dict[RouteKey, int] = field(default_factory=dict)
-    neighbors: dict[tuple[int, str], int] = field(default_factory=dict)  # (ifindex, addr): state
+    neighbors: dict[tuple[int, IPAddress], int] = field(default_factory=dict)  # -> state
+    permanent: set[IPAddress] = field(default_factory=set)  # permanent entries on the bridge
     addresses: dict[tuple[int, str], None] = field(default_factory=dict)
     # (family, dst, table, metric, tos) -> keys: the kernel's own route identity
     by_base: dict[tuple[int, str, int, int, int], set[RouteKey]] = field(default_factory=dict)
+    by_prefix: dict[IPNetwork, set[RouteKey]] = field(default_factory=dict)
+    # touched since the last snapshot; None: everything (see KernelSnapshot.changed)
+    dirty: set[IPNetwork] | None = None
 
     @property
     def bridge_index(self) -> int | None:
@@ -237,6 +256,7 @@ class KernelView:
             self._address(msg, kind == RTM_NEWADDR)
 
     def _link(self, msg: Any, new: bool) -> None:
+        self.dirty = None
         index = int(msg["index"])
         name = msg.get_attr("IFLA_IFNAME") or self.links.get(index, "")
         flags = int(msg["flags"])
@@ -270,6 +290,8 @@ class KernelView:
             self._forget_route(key)
         for nkey in [k for k in self.neighbors if k[0] == index]:
             del self.neighbors[nkey]
+            if index == self.bridge_index:
+                self.permanent.discard(nkey[1])
         for akey in [k for k in self.addresses if k[0] == index]:
             del self.addresses[akey]
 
@@ -302,7 +324,8 @@ class KernelView:
             for other in list(self.by_base.get(base, ())):
                 if other != key:
                     self._forget_route(other)
-        prefix = ipaddress.ip_network(text, strict=False)
+        prefix = _network(dst, dst_len)
+        self._touch(prefix)
         gateway = msg.get_attr("RTA_GATEWAY")
         via = msg.get_attr("RTA_VIA")
         if gateway is None and via:
@@ -310,17 +333,29 @@ class KernelView:
         self.routes[key] = KernelRoute(
             prefix=prefix,
             ifname=ifname,
-            gateway=ipaddress.ip_address(gateway) if gateway else None,
+            gateway=_address(gateway) if gateway else None,
             rtype=_RTN_TYPES.get(msg["type"], str(msg["type"])),
             protocol=msg["proto"],
             table=table,
         )
         self.route_oif[key] = oif
         self.by_base.setdefault(base, set()).add(key)
+        self.by_prefix.setdefault(prefix, set()).add(key)
+
+    def _touch(self, prefix: IPNetwork) -> None:
+        if self.dirty is not None:
+            self.dirty.add(prefix)
 
     def _forget_route(self, key: RouteKey) -> None:
-        self.routes.pop(key, None)
+        route = self.routes.pop(key, None)
         self.route_oif.pop(key, None)
+        if route is not None:
+            self._touch(route.prefix)
+            same = self.by_prefix.get(route.prefix)
+            if same is not None:
+                same.discard(key)
+                if not same:
+                    del self.by_prefix[route.prefix]
         keys = self.by_base.get(key[:5])
         if keys is not None:
             keys.discard(key)
@@ -333,13 +368,22 @@ class KernelView:
         dst = msg.get_attr("NDA_DST")
         if dst is None:
             return
-        key = (int(msg["ifindex"]), str(ipaddress.ip_address(dst)))
+        address = _address(dst)
+        key = (int(msg["ifindex"]), address)
+        state = int(msg["state"]) if new else 0
         if new:
-            self.neighbors[key] = int(msg["state"])
+            self.neighbors[key] = state
         else:
             self.neighbors.pop(key, None)
+        if key[0] == self.bridge_index:
+            if state & NUD_PERMANENT:
+                self.permanent.add(address)
+            else:
+                self.permanent.discard(address)
+            self._touch(_network(address, address.max_prefixlen))
 
     def _address(self, msg: Any, new: bool) -> None:
+        self.dirty = None
         addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
         if addr is None:
             return
@@ -350,24 +394,30 @@ class KernelView:
             self.addresses.pop(key, None)
 
     def snapshot(self, generation: int, cause: str) -> KernelSnapshot:
+        """The view now; what changed since the previous snapshot starts afresh."""
         index = self.bridge_index
+        changed = None
+        if self.dirty is not None:
+            changed = {
+                p: tuple(self.routes[k] for k in sorted(self.by_prefix.get(p, ())))
+                for p in self.dirty
+            }
+        self.dirty = set()
         return KernelSnapshot(
             bridge=self.bridge,
             bridge_index=index,
             bridge_up=index is not None and self._usable(self.link_flags.get(index, 0)),
-            routes=tuple(self.routes[k] for k in sorted(self.routes)),
-            permanent_neighbors=frozenset(
-                ipaddress.ip_address(addr)
-                for (ifindex, addr), state in self.neighbors.items()
-                if ifindex == index and state & NUD_PERMANENT
-            ),
+            # unsorted: the policy orders by prefix itself
+            routes=tuple(self.routes.values()),
+            permanent_neighbors=frozenset(self.permanent),
             bridge_addresses=frozenset(a for (i, a) in self.addresses if i == index),
             generation=generation,
             cause=cause,
+            changed=changed,
         )
 
 
-def _dump_requests() -> list[tuple[Any, int]]:
+def _dump_requests(neighbors: bool = True) -> list[tuple[Any, int]]:
     """Links first, so that routes and neighbours can be matched to the bridge."""
     out: list[tuple[Any, int]] = []
     for cls, kind in ((ifinfmsg, RTM_GETLINK), (ifaddrmsg, RTM_GETADDR)):
@@ -378,9 +428,10 @@ def _dump_requests() -> list[tuple[Any, int]]:
         route = rtmsg()
         route["family"] = family
         out.append((route, RTM_GETROUTE))
-    neigh = ndmsg()
-    neigh["family"] = socket.AF_UNSPEC
-    out.append((neigh, RTM_GETNEIGH))
+    if neighbors:
+        neigh = ndmsg()
+        neigh["family"] = socket.AF_UNSPEC
+        out.append((neigh, RTM_GETNEIGH))
     return out
 
 
@@ -395,8 +446,13 @@ class NetlinkWatcher:
         max_window: float = 0.1,
         rcvbuf: int = 32 << 20,
         dump_attempts: int = 5,
+        neighbors: bool = True,
     ) -> None:
+        """`neighbors=False` leaves neighbour entries out (no dump, no events):
+        the policy needs them only with require-neighbor, and a burst of VM
+        plugs brings as many neighbour events as routes."""
         self.bridge = bridge
+        self.neighbors = neighbors
         self.netns = netns
         self.window = window
         self.max_window = max_window
@@ -426,7 +482,7 @@ class NetlinkWatcher:
             sock.setsockopt(socket.SOL_SOCKET, 33, self.rcvbuf)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        sock.bind((0, GROUPS))
+        sock.bind((0, GROUPS if self.neighbors else GROUPS & ~RTMGRP_NEIGH))
         self._sock = sock
         return sock
 
@@ -471,7 +527,7 @@ class NetlinkWatcher:
         sock = self._open()
         view = KernelView(self.bridge)
         events: list[Any] = []
-        for request, kind in _dump_requests():
+        for request, kind in _dump_requests(self.neighbors):
             seq = next(self._seq)
             request["header"]["type"] = kind
             request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from frrctl.errors import UsageError
 from frrctl.lab import runner
 from frrctl.lab.verify import collect, format_table
 
@@ -86,6 +87,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--bulk", type=int, nargs="+", default=[1000, 10000], help="bulk sizes (default 1000 10000)"
     )
     p.add_argument(
+        "--bulk-repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs per bulk size; the median is reported (default 3)",
+    )
+    p.add_argument(
         "--drivers",
         nargs="*",
         default=["vtysh", "grpc"],
@@ -146,6 +154,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from frrctl.lab.bench import format_table, run_bench
 
+    if args.bulk_repeat < 1 or args.samples < 1:
+        raise UsageError("--samples and --bulk-repeat must be at least 1")
+
     def progress(text: str) -> None:
         print(f"bench: {text}", flush=True)
 
@@ -155,6 +166,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tuple(args.bulk),
         tuple(args.drivers),
         progress=progress,
+        bulk_repeat=args.bulk_repeat,
     )
     print(format_table(results))
     if args.json:

@@ -177,7 +177,8 @@ class PhaseResult:
     name: str
     announce_ms: list[float] = field(default_factory=list)
     withdraw_ms: list[float] = field(default_factory=list)
-    bulk_s: dict[int, float] = field(default_factory=dict)
+    bulk_s: dict[int, float] = field(default_factory=dict)  # median of bulk_samples_s
+    bulk_samples_s: dict[int, list[float]] = field(default_factory=dict)
     bulk_withdraw_s: dict[int, float] = field(default_factory=dict)
     recovery_s: float | None = None
     daemon_rss_mb: float | None = None
@@ -198,6 +199,9 @@ class PhaseResult:
             "announce_ms": stats(self.announce_ms),
             "withdraw_ms": stats(self.withdraw_ms),
             "bulk_s": {str(k): round(v, 3) for k, v in self.bulk_s.items()},
+            "bulk_samples_s": {
+                str(k): [round(v, 3) for v in vs] for k, vs in self.bulk_samples_s.items()
+            },
             "bulk_withdraw_s": {str(k): round(v, 3) for k, v in self.bulk_withdraw_s.items()},
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
             "daemon_rss_mb": self.daemon_rss_mb,
@@ -214,8 +218,15 @@ def measure(
     restart_bgpd: Callable[[], None] | None,
     rss: Callable[[], float | None] = lambda: None,
     offset: int = 0,
+    bulk_repeat: int = 3,
+    settle: float = 3.0,
 ) -> PhaseResult:
-    """Time announce/withdraw of single prefixes, bulk sets and recovery after bgpd died."""
+    """Time announce/withdraw of single prefixes, bulk sets and recovery after bgpd died.
+
+    Each bulk size runs `bulk_repeat` times (a single run of a burst varies by
+    +-20% on a 2-core machine); the median is the result. After each bulk
+    withdraw, `settle` seconds let zebra and bgpd finish their own cleanup
+    before the next run starts."""
     result = PhaseResult(name)
     record.poll()
     warmup = addresses(offset + 999, 1)  # first route after a change of mode: not counted
@@ -236,22 +247,28 @@ def measure(
     for count in bulk:
         prefixes = addresses(offset + 20000, count)
         want = set(prefixes)
-        t0 = time.monotonic()
-        writer.add(prefixes)
-        t1 = record.wait(has_all(want), 300)
-        result.bulk_s[count] = t1 - t0
-        if count == max(bulk):
-            result.daemon_rss_mb = rss()
-            if restart_bgpd is not None:
-                t2 = time.monotonic()
-                restart_bgpd()  # kills bgpd, starts it again and returns when it runs
-                record.wait(lacks_some(want), 60)  # the peer saw the loss
-                t3 = record.wait(has_all(want), 300)
-                result.recovery_s = t3 - t2
-        t4 = time.monotonic()
-        writer.delete(prefixes)
-        record.wait(has_none(want), 300)
-        result.bulk_withdraw_s[count] = time.monotonic() - t4
+        samples_s = result.bulk_samples_s.setdefault(count, [])
+        withdraw_s: list[float] = []
+        for run in range(bulk_repeat):
+            t0 = time.monotonic()
+            writer.add(prefixes)
+            t1 = record.wait(has_all(want), 300)
+            samples_s.append(t1 - t0)
+            if count == max(bulk) and run == 0:
+                result.daemon_rss_mb = rss()
+                if restart_bgpd is not None:
+                    t2 = time.monotonic()
+                    restart_bgpd()  # kills bgpd, starts it again and returns when it runs
+                    record.wait(lacks_some(want), 60)  # the peer saw the loss
+                    t3 = record.wait(has_all(want), 300)
+                    result.recovery_s = t3 - t2
+            t4 = time.monotonic()
+            writer.delete(prefixes)
+            record.wait(has_none(want), 300)
+            withdraw_s.append(time.monotonic() - t4)
+            time.sleep(settle)
+        result.bulk_s[count] = statistics.median(samples_s)
+        result.bulk_withdraw_s[count] = statistics.median(withdraw_s)
     return result
 
 
@@ -319,6 +336,7 @@ def run_bench(
     drivers: tuple[str, ...] = ("vtysh", "grpc"),
     frr_sbin: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    bulk_repeat: int = 3,
 ) -> list[PhaseResult]:
     """Build the bench lab, measure native then every driver, tear it down."""
     import yaml
@@ -340,7 +358,9 @@ def run_bench(
             runner.restart_daemon(lab, BENCH_HOST, "bgpd")
 
         progress(f"native redistribution ({sbin})")
-        results.append(measure("native", record, writer, samples, list(bulk), restart))
+        results.append(
+            measure("native", record, writer, samples, list(bulk), restart, bulk_repeat=bulk_repeat)
+        )
         for index, driver in enumerate(drivers, start=1):
             progress(f"frrctl daemon, {driver} driver")
             daemon = controller.switch_to_controller(lab, BENCH_HOST, driver)
@@ -355,6 +375,7 @@ def run_bench(
                         restart,
                         rss=functools.partial(process_rss_mb, daemon.pid),
                         offset=index * 1000,
+                        bulk_repeat=bulk_repeat,
                     )
                 )
             finally:

@@ -29,7 +29,8 @@ def test_bench_measures_native_and_each_driver(tmp_path: Path) -> None:
     try:
         result = subprocess.run(
             [sys.executable, "-m", "frrctl.cli", "lab", "--state-dir", str(state_dir), "bench",
-             "--samples", "5", "--bulk", "200", "--drivers", *drivers, "--json", str(out)],
+             "--samples", "5", "--bulk", "200", "--bulk-repeat", "2", "--drivers", *drivers,
+             "--json", str(out)],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         print(result.stdout)
@@ -42,6 +43,7 @@ def test_bench_measures_native_and_each_driver(tmp_path: Path) -> None:
         assert phase["announce_ms"]["n"] == 5 and phase["announce_ms"]["p50"] > 0
         assert phase["withdraw_ms"]["n"] == 5
         assert phase["bulk_s"]["200"] > 0 and phase["recovery_s"] > 0
+        assert len(phase["bulk_samples_s"]["200"]) == 2
     assert all(p["daemon_rss_mb"] for p in phases[1:])
     assert "ratio p50" in result.stdout
     assert not any(ns.startswith("fl") and "bench" in ns for ns in netns.existing_namespaces())

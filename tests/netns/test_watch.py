@@ -135,6 +135,25 @@ def test_initial_dump_and_events(ns: Netns) -> None:
         assert snap.cause == "events" and snap.generation == 1
 
 
+def test_without_neighbours_only_routes_are_watched(ns: Netns) -> None:
+    """neighbors=False (no require-neighbor): no neighbour dump and no neighbour
+    events, so a burst of plugs costs half the messages."""
+    ns.ip("route", "add", "192.0.2.30/32", "dev", "cloudbr0")
+    neigh = ["neigh", "add", "192.0.2.30", "lladdr", "52:02:45:76:d2:35", "dev", "cloudbr0",
+             "nud", "permanent"]  # fmt: skip
+    ns.ip(*neigh)
+    with NetlinkWatcher(netns=ns.name, neighbors=False) as watcher:
+        snap = watcher.start()
+        assert host_routes(snap) == {"192.0.2.30/32"}
+        assert snap.permanent_neighbors == frozenset()
+        ns.ip("neigh", "del", "192.0.2.30", "dev", "cloudbr0")
+        ns.ip(*neigh)
+        assert watcher.poll(0.3) is None  # neighbour changes are not even received
+        ns.ip("route", "add", "192.0.2.31/32", "dev", "cloudbr0")
+        snap = wait_for(watcher, lambda s: "192.0.2.31/32" in host_routes(s))
+        assert snap.changed is not None and set(map(str, snap.changed)) == {"192.0.2.31/32"}
+
+
 def test_burst_is_batched(ns: Netns, tmp_path: Path) -> None:
     with NetlinkWatcher(netns=ns.name, window=0.05, max_window=2.0) as watcher:
         watcher.start()

@@ -68,6 +68,7 @@ def settings(tmp_path: Path, **kw: object) -> DaemonSettings:
         "vty_dir": tmp_path / "vty",
         "state_dir": tmp_path / "state",
         "metrics_port": None,
+        "overlap": False,  # batches applied inline: each pass's outcome is final
     }
     base.update(kw)
     return DaemonSettings(**base)  # type: ignore[arg-type]
@@ -301,3 +302,26 @@ def test_grpc_guard_ruleset_is_one_idempotent_transaction() -> None:
     assert 'iifname != "lo" tcp dport 50051 counter drop' in text
     with pytest.raises(ValueError):
         ruleset(0)
+
+
+def test_overlapped_batch_failure_is_collected_and_frr_read_again(tmp_path: Path) -> None:
+    """With `overlap` a worker applies the batch while the loop goes on; its
+    failure surfaces when collected, exactly like a failed inline pass."""
+    d = Daemon(settings(tmp_path, overlap=True), driver=FakeDriver(), metrics=Metrics())
+    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    fake(d).partial = True
+    assert d.reconcile()  # handed to the worker
+    assert d.inflight is not None
+    assert not d._collect(wait=True)
+    assert d.inflight is None and d.frr_state is None and d.pending
+    assert d.last_error and "refused" in d.last_error
+    fake(d).partial = False
+    d.next_attempt = 0.0
+    assert d.reconcile() and d._collect(wait=True)
+    assert fake(d).state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
+    assert d.last_batch_seconds is not None and d.last_plan == "+1 -0 =1"
+    # a second batch waits for the first: never two in flight
+    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"))
+    d.changed = None
+    assert d.reconcile() and d._collect(wait=True)
+    assert fake(d).state == {P("192.0.2.30/32"): False}

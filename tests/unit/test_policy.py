@@ -15,7 +15,9 @@ from frrctl.policy import (
     PolicyConfig,
     decide,
     diff,
+    diff_touched,
     parse_prefix,
+    redecide,
 )
 from frrctl.pools import Pools
 
@@ -198,3 +200,66 @@ def test_invariants_random(seed: int) -> None:
         del result[p]
     result.update(dict(plan.announce))
     assert result == desired
+
+
+def _random_prefix(rng: random.Random) -> str:
+    if rng.random() < 0.3:
+        return f"2001:db8:{rng.choice(['100', '200'])}::{rng.randrange(1, 40):x}/128"
+    return f"{rng.choice(['192.0.2', '203.0.113'])}.{rng.randrange(1, 60)}/32"
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_redecide_equals_decide_on_random_bursts(seed: int) -> None:
+    """The daemon's cheap path: per burst, `redecide` from the previous decision
+    and the touched prefixes must give exactly what a full `decide` gives, and
+    `diff_touched` exactly what `diff` gives, whenever they answer at all."""
+    rng = random.Random(seed)
+    kernel: dict[object, tuple[KernelRoute, ...]] = {}
+    neighbors: set[object] = set()
+    cfg = config(max_prefixes=rng.choice([5, 1000]), require_neighbor=rng.random() < 0.3)
+    announced: dict[object, bool] = {}
+    previous = decide((), cfg, announced, ())
+    synced = True  # FRR holds previous.desired exactly
+    answered = 0
+    for _ in range(12):
+        changed: dict[object, tuple[KernelRoute, ...]] = {}
+        for _ in range(rng.randrange(0, 8)):  # one burst of kernel changes
+            prefix = P(_random_prefix(rng))
+            if rng.random() < 0.4 and prefix in kernel:
+                del kernel[prefix]
+            elif rng.random() < 0.2:
+                neighbors ^= {prefix.network_address}
+            else:
+                kernel[prefix] = (
+                    route(
+                        str(prefix),
+                        ifname=rng.choice(["cloudbr0"] * 4 + ["eth0"]),
+                        protocol=rng.choice([3, 3, 186]),
+                    ),
+                )
+            changed[prefix] = kernel.get(prefix, ())
+        if rng.random() < 0.1:  # the operator changes the policy
+            cfg = config(max_prefixes=cfg.max_prefixes, held=frozenset(list(kernel)[:1]))
+        if rng.random() < 0.15:  # FRR read back: lost or gained something
+            announced = {P(_random_prefix(rng)): False for _ in range(rng.randrange(0, 4))}
+            synced = False
+        routes = [r for rs in kernel.values() for r in rs]
+        full = decide(routes, cfg, announced, neighbors)  # type: ignore[arg-type]
+        fast = redecide(previous, changed, cfg, announced, neighbors)  # type: ignore[arg-type]
+        if fast is not None:
+            answered += 1
+            assert fast.by_prefix == full.by_prefix
+            assert fast.desired == full.desired
+            assert {c: n for c, n in fast.counts.items() if n} == dict(full.counts)
+            assert fast.verdicts == full.verdicts
+            assert fast.alerts == full.alerts
+            if synced:
+                assert fast.touched is not None
+                touched = diff_touched(fast.desired, announced, fast.touched)  # type: ignore[arg-type]
+                assert touched == diff(full.desired, announced)  # type: ignore[arg-type]
+                assert touched.unchanged == diff(full.desired, announced).unchanged  # type: ignore[arg-type]
+        previous = fast or full
+        announced = dict(previous.desired)  # the pass applied its plan
+        synced = True
+    if cfg.max_prefixes == 1000:
+        assert answered  # the cheap path is taken, not always refused
