@@ -175,6 +175,7 @@ class Bgp:
     asn: int
     neighbors: list[Neighbor]
     families: list[Family] = field(default_factory=list)
+    import_check: bool = True  # FRR's default; off only where `network` statements are frrctl's
 
 
 def bgp_section(host: Host) -> Bgp | None:
@@ -218,7 +219,9 @@ def bgp_section(host: Host) -> Bgp | None:
                 neighbors=members,
             )
         )
-    return Bgp(host.asn, neighbors, families)
+    vtysh_controller = host.mode == "controller" and host.controller.driver == "vtysh"
+    import_check = host.controller.import_check if vtysh_controller else True
+    return Bgp(host.asn, neighbors, families, import_check)
 
 
 def grpc_gate(host: Host, bridge: str = "cloudbr0") -> Gate | None:

@@ -96,8 +96,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--drivers",
         nargs="*",
-        default=["vtysh", "grpc"],
-        choices=["vtysh", "grpc"],
+        default=["vtysh", "vtysh+import-check", "grpc"],
+        choices=["vtysh", "vtysh+import-check", "grpc"],
         help="daemon drivers to measure (none: native)",
     )
     p.add_argument(

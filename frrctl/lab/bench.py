@@ -326,6 +326,19 @@ def format_table(results: list[PhaseResult]) -> str:
 
 # -- the run -------------------------------------------------------------------------
 
+# What `--drivers` may name: a driver, optionally with a controller setting.
+BENCH_DRIVERS = {
+    "vtysh": ("vtysh", {}),
+    "vtysh+import-check": ("vtysh", {"import-check": True}),
+    "grpc": ("grpc", {}),
+}
+
+
+def bench_driver(spec: str) -> tuple[str, dict[str, Any]]:
+    """(driver, controller settings) for a `--drivers` entry."""
+    return BENCH_DRIVERS[spec]
+
+
 DriverPhase = Callable[["Any", str], "Callable[[], float | None]"]
 
 
@@ -333,7 +346,7 @@ def run_bench(
     state_dir: Path,
     samples: int = 50,
     bulk: tuple[int, ...] = (1000, 10000),
-    drivers: tuple[str, ...] = ("vtysh", "grpc"),
+    drivers: tuple[str, ...] = ("vtysh", "vtysh+import-check", "grpc"),
     frr_sbin: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
     bulk_repeat: int = 3,
@@ -363,7 +376,8 @@ def run_bench(
         )
         for index, driver in enumerate(drivers, start=1):
             progress(f"frrctl daemon, {driver} driver")
-            daemon = controller.switch_to_controller(lab, BENCH_HOST, driver)
+            name, settings = bench_driver(driver)
+            daemon = controller.switch_to_controller(lab, BENCH_HOST, name, **settings)
             try:
                 results.append(
                     measure(

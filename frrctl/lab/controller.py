@@ -48,13 +48,16 @@ def frr_sbin_for(drivers: tuple[str, ...]) -> Path:
     return install.sbin
 
 
-def controller_inventory(raw: dict[str, Any], hostnames: set[str], driver: str) -> dict[str, Any]:
-    """The inventory with `hostnames` switched to controller mode and `driver` (pure)."""
+def controller_inventory(
+    raw: dict[str, Any], hostnames: set[str], driver: str, **settings: Any
+) -> dict[str, Any]:
+    """The inventory with `hostnames` switched to controller mode, `driver` and
+    any other controller `settings` (inventory spelling, e.g. `import-check`)."""
     out = json.loads(json.dumps(raw))
     for host in out["hosts"]:
         if host["hostname"] in hostnames:
             host["mode"] = "controller"
-            host["controller"] = {**(host.get("controller") or {}), "driver": driver}
+            host["controller"] = {**(host.get("controller") or {}), "driver": driver, **settings}
     return out
 
 
@@ -78,12 +81,12 @@ def daemon_command(lab: Lab, hostname: str, inventory: Path) -> list[str]:
 
 
 def switch_to_controller(
-    lab: Lab, hostname: str, driver: str, timeout: float = 60
+    lab: Lab, hostname: str, driver: str, timeout: float = 60, **settings: Any
 ) -> DaemonProcess:
     raw = yaml.safe_load(lab.inventory.read_text())
     inventory = lab.nsdir(hostname) / f"fleet-controller-{driver}.yaml"
     inventory.write_text(
-        yaml.safe_dump(controller_inventory(raw, {hostname}, driver), sort_keys=False)
+        yaml.safe_dump(controller_inventory(raw, {hostname}, driver, **settings), sort_keys=False)
     )
     fleet = parse_inventory(yaml.safe_load(inventory.read_text()))
     files = render_host(fleet, fleet.host(hostname))

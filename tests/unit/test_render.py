@@ -12,7 +12,7 @@ from frrctl.cli import main
 from frrctl.frrcheck import check_config
 from frrctl.inventory import load_inventory
 from frrctl.pools import Pools
-from frrctl.render import prefix_list_lines, render_fleet
+from frrctl.render import prefix_list_lines, render_fleet, render_host
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -76,6 +76,20 @@ def test_policy_lines_in_every_config() -> None:
             if h.mode == "controller" and not grpc:
                 bgp = conf.split("router bgp")[-1].split("exit\n")[0]
                 assert "redistribute kernel" not in bgp, host
+            # import-check off only where frrctl's vtysh driver owns `network`
+            # statements and asked for it; FRR's default everywhere else
+            off = h.mode == "controller" and not grpc and not h.controller.import_check
+            assert ("no bgp network import-check" in conf) is (off and h.runs_bgp), host
+
+
+def test_import_check_follows_the_controller_setting() -> None:
+    fleet = load_inventory(CASES["edge"])
+    host = next(h for h in fleet.hosts if h.mode == "controller" and h.controller.driver == "vtysh")
+    assert "no bgp network import-check" in render_fleet(fleet)[host.hostname]["frr.conf"]
+    on = host.model_copy(
+        update={"controller": host.controller.model_copy(update={"import_check": True})}
+    )
+    assert "import-check" not in render_host(fleet, on)["frr.conf"]
 
 
 def test_prefix_lists_cover_pools_exactly() -> None:
