@@ -35,6 +35,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,9 @@ class DaemonSettings:
     verify_delay: float = 0.5  # read back this long after the last batch of a burst
     verify_max_delay: float = 2.0  # ... but never later than this after the first
     probe_interval: float = 0.1
+    # After bgpd restarts, wait this long at most for its config load to end
+    # before announcing (see GrpcDriver.config_loaded).
+    config_wait: float = 5.0
     # Apply each batch in a worker thread: while FRR takes it, the loop reads
     # and judges the next part of a burst (only one batch is ever in flight).
     overlap: bool = True
@@ -320,6 +324,7 @@ class Daemon:
         # when found missing twice in a row.
         self.repair_until = 0.0
         self.next_repair = 0.0
+        self.config_wait_until = 0.0  # bgpd restarted: its config may still be loading
         self.suspect: set[IPNetwork] = set()
         self.unavailable = Backoff(settings.probe_interval, 0.5)  # FRR not answering
         self._stop = False
@@ -496,6 +501,8 @@ class Daemon:
             if back:
                 log.info("FRR daemon(s) back: %s; reconciling", ", ".join(back))
                 self._frr_changed()
+                if "bgpd" in back:
+                    self.config_wait_until = now + self.settings.config_wait
                 if "zebra" in back:
                     self.repair_until = now + 40  # bgpd reconnects to zebra within ~10 s
                     self.next_repair = now + 1
@@ -623,6 +630,9 @@ class Daemon:
         if self.snapshot is None:
             return False
         started = time.monotonic()
+        if started < self.config_wait_until and not self._config_loaded():
+            self.next_attempt = started + self.settings.probe_interval
+            return False
         try:
             if self.frr_state is None:
                 if not self._collect(wait=True):
@@ -700,6 +710,14 @@ class Daemon:
         if self.on_pass is not None:
             self.on_pass()
         return True
+
+    def _config_loaded(self) -> bool:
+        """Whether a restarted bgpd has its config (drivers that can tell)."""
+        check = getattr(self.driver, "config_loaded", None)
+        if check is None or not self._collect(wait=True) or check():
+            self.config_wait_until = 0.0
+            return True
+        return False
 
     def _timed_apply(self, plan: Plan) -> float:
         t0 = time.perf_counter()
@@ -806,6 +824,8 @@ class Daemon:
         if kind == "frr-unavailable":
             self.frr_up = False
             self.metrics.frr_up.set(0)
+            if self.inflight is not None:  # (an OSPF daemon failed) let bgpd's batch end first
+                futures.wait([self.inflight.future])
             self.driver.close()
         if message != self.last_error:
             log.error(

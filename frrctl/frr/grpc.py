@@ -28,6 +28,7 @@ from frrctl.frr.gate import (
     build_edit,
     gate_state,
     nudge_edit,
+    parse_route_maps,
 )
 from frrctl.frr.vty import VtyClient
 from frrctl.frr.vtysh import unresolved
@@ -170,6 +171,21 @@ class GrpcDriver(AnnounceDriver):
             raise DriverError(f"bgpd gRPC: {exc}") from exc
         if edit:
             self.retry.call("grpc commit", lambda: self.commit(edit, f"frrctl {plan.summary()}"))
+
+    def config_loaded(self) -> bool:
+        """True once bgpd's running config holds the gate's route-maps.
+
+        After a restart bgpd gets its config from `vtysh -b`, which commits
+        all of it at the end of the load from a candidate taken at its start:
+        a gRPC commit landing in between is undone by that final commit. The
+        rendered gate appearing in the running config marks the end.
+        """
+        try:
+            data = self.get("/frr-route-map:lib")
+        except DriverError:
+            return False
+        ok, _ = parse_route_maps(data, self.gate)
+        return len(ok) == 2 * self.gate.shards and all(ok.values())
 
     def invalid(self) -> list[IPNetwork]:
         """Prefixes the gate lets through that bgpd's table lacks (see nudge_edit)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,22 @@ def test_overlapped_batch_failure_is_collected_and_frr_read_again(tmp_path: Path
     d.changed = None
     assert d.reconcile() and d._collect(wait=True)
     assert fake(d).state == {P("192.0.2.30/32"): False}
+
+
+def test_restarted_bgpd_gets_no_batch_until_its_config_is_loaded(daemon: Daemon) -> None:
+    """A commit landing while `vtysh -b` still loads bgpd's config would be undone
+    by the load's final commit: drivers that can tell make the pass wait."""
+    loaded = [False]
+    fake(daemon).config_loaded = lambda: loaded[0]  # type: ignore[attr-defined]
+    daemon.config_wait_until = time.monotonic() + 30
+    assert not daemon.reconcile()
+    assert fake(daemon).reads == 0 and not fake(daemon).applied and daemon.pending
+    assert daemon.last_error is None  # waiting is not a failure
+    loaded[0] = True
+    assert daemon.reconcile() and fake(daemon).state == {P("192.0.2.30/32"): False}
+    assert daemon.config_wait_until == 0.0
+    # past the wait, a driver that never reports its config loaded is not waited for
+    loaded[0] = False
+    daemon.config_wait_until = time.monotonic() - 1
+    daemon.frr_state = None
+    assert daemon.reconcile()
