@@ -15,6 +15,7 @@ import enum
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from frrctl.pools import IPAddress, IPNetwork, Pools, parse_network
 
@@ -50,9 +51,9 @@ class Drain(enum.Enum):
     GRACEFUL = "graceful"  # keep announcing, with GRACEFUL_SHUTDOWN
 
 
-@dataclass(frozen=True)
-class KernelRoute:
-    """One kernel route, as the netlink watcher reports it."""
+class KernelRoute(NamedTuple):
+    """One kernel route, as the netlink watcher reports it (a named tuple: the
+    watcher makes one per route event, 10,000 in a burst)."""
 
     prefix: IPNetwork
     ifname: str | None  # output interface; None for multipath or unresolved

@@ -187,7 +187,7 @@ def test_dump_that_never_settles_raises(monkeypatch: pytest.MonkeyPatch) -> None
 def test_fast_route_parser_matches_pyroute2(attrs: list[tuple[str, Any]]) -> None:
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-    from frrctl.watch import parse_route
+    from frrctl.watch import decode_route_event, parse_route, route_event
 
     v6 = ":" in attrs[0][1]
     msg = rtmsg()
@@ -210,11 +210,19 @@ def test_fast_route_parser_matches_pyroute2(attrs: list[tuple[str, Any]]) -> Non
         if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
             value = str(value)
         assert value == slow.get_attr(name), name
-    # and KernelView reads both the same way
-    a, b = view(), view()
+    # the event decoder gives what both messages give, field by field
+    event = decode_route_event(data, 0, len(data))
+    assert event == route_event(fast)
+    assert event._replace(dst=str(event.dst), gateway=event.gateway and str(event.gateway)) == (
+        route_event(slow)
+    )
+    # and KernelView reads all three the same way
+    a, b, c = view(), view(), view()
     a.apply(fast)
     b.apply(slow)
-    assert a.snapshot(1, "t").routes == b.snapshot(1, "t").routes
+    c.apply(event)
+    assert a.snapshot(1, "t").routes == b.snapshot(1, "t").routes == c.snapshot(1, "t").routes
+    assert a.snapshot(1, "t").routes  # something was kept
 
 
 def test_fast_neighbour_decoder_matches_pyroute2() -> None:
