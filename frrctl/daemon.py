@@ -326,6 +326,8 @@ class Daemon:
         self.next_repair = 0.0
         self.config_wait_until = 0.0  # bgpd restarted: its config may still be loading
         self.suspect: set[IPNetwork] = set()
+        self.stale_seen: dict[IPNetwork, float] = {}  # prefix -> first seen stale
+        self.stale_alerted: set[IPNetwork] = set()
         self.unavailable = Backoff(settings.probe_interval, 0.5)  # FRR not answering
         self._stop = False
         self._sel = selectors.DefaultSelector()
@@ -580,7 +582,36 @@ class Daemon:
                 self.frr_state = None
                 self.pending = True
         except DriverError as exc:
-            log.warning("import-check repair: %s", exc)
+            log.warning("repair after a zebra restart: %s", exc)
+        self._stale_check()
+
+    def _stale_check(self) -> None:
+        """Alert on prefixes bgpd announces that nobody can withdraw (GrpcDriver.stale)."""
+        find = getattr(self.driver, "stale", None)
+        if find is None or self.decision is None:
+            return
+        try:
+            stale = set(find()) - set(self.decision.desired)
+        except DriverError as exc:
+            log.warning("stale check: %s", exc)
+            return
+        # A prefix leaves bgpd's table ~1 s after the gate closes on it (the
+        # route-map delay): only one still there 3 s later is stale.
+        now = time.monotonic()
+        self.stale_seen = {p: self.stale_seen.get(p, now) for p in stale}
+        confirmed = {p for p, since in self.stale_seen.items() if now - since >= 3}
+        if confirmed and confirmed != self.stale_alerted:
+            self.stale_alerted = confirmed
+            self.metrics.errors.labels("bgp-table-stale").inc(len(confirmed))
+            message = (
+                "bgpd still announces prefixes whose kernel routes went while zebra was "
+                "restarting; FRR 8.4 gives no way to withdraw them but restarting bgpd"
+            )
+            log.error(
+                "ALERT: %s",
+                message,
+                extra={"fields": {"prefixes": [str(p) for p in sorted(confirmed, key=prefix_key)]}},
+            )
 
     def _frr_changed(self) -> None:
         """FRR may have lost everything: re-read and reconcile now."""

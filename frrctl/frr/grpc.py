@@ -31,8 +31,8 @@ from frrctl.frr.gate import (
     parse_route_maps,
 )
 from frrctl.frr.vty import VtyClient
-from frrctl.frr.vtysh import unresolved
-from frrctl.policy import Plan
+from frrctl.frr.vtysh import bgp_tables, originated_in_rib, unresolved
+from frrctl.policy import Plan, prefix_key
 from frrctl.pools import IPNetwork
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,17 @@ class GrpcDriver(AnnounceDriver):
         if self._bgpd is None:
             return []
         return unresolved(self._bgpd, self.read_state().announced(), self.retry)
+
+    def stale(self) -> list[IPNetwork]:
+        """Prefixes bgpd still announces from the kernel that the gate no longer
+        lets through. FRR 8.4's zebra never tells bgpd about a kernel route
+        removed while bgpd was not registered with it (a zebra restart), and
+        gRPC cannot make bgpd drop it: only a bgpd restart clears it."""
+        if self._bgpd is None:
+            return []
+        gate = set(self.read_state().announced())
+        extra = originated_in_rib(bgp_tables(self._bgpd, self.retry)) - gate
+        return sorted(extra, key=prefix_key)
 
     def refresh(self, prefixes: list[IPNetwork]) -> None:
         """Make bgpd fetch the kernel routes from zebra again (one small commit)."""

@@ -165,22 +165,42 @@ def unresolved(
     bgpd: VtyClient, prefixes: Iterable[IPNetwork], retry: RetryPolicy
 ) -> list[IPNetwork]:
     """The `prefixes` that have no valid path in bgpd's table (asked over `bgpd`)."""
+    return missing_in_rib(bgp_tables(bgpd, retry), prefixes)
+
+
+def bgp_tables(bgpd: VtyClient, retry: RetryPolicy) -> dict[str, str]:
+    """`show bgp AFI unicast json` for ipv4 and ipv6, as text."""
     tables: dict[str, str] = {}
     for afi in ("ipv4", "ipv6"):
         command = f"show bgp {afi} unicast json"
         (reply,) = retry.call("bgpd", partial(bgpd.run, [command]))
         tables[afi] = reply.output
-    return missing_in_rib(tables, prefixes)
+    return tables
 
 
-def missing_in_rib(tables: dict[str, str], prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:
-    """Pure half of `unresolved`: `tables` maps ipv4/ipv6 to `show bgp AFI unicast json`."""
+def _routes(tables: dict[str, str]) -> dict[int, dict[str, list[dict[str, object]]]]:
     routes: dict[int, dict[str, list[dict[str, object]]]] = {}
     for afi, text in tables.items():
         try:
             routes[4 if afi == "ipv4" else 6] = json.loads(text or "{}").get("routes", {})
         except ValueError as exc:
             raise DriverError(f"bgpd: unreadable 'show bgp {afi} unicast json'") from exc
+    return routes
+
+
+def originated_in_rib(tables: dict[str, str]) -> set[IPNetwork]:
+    """Prefixes bgpd originates itself (a path from no peer), from `bgp_tables`."""
+    return {
+        parse_prefix(text)
+        for routes in _routes(tables).values()
+        for text, paths in routes.items()
+        if any(path.get("peerId") == "(unspec)" for path in paths)
+    }
+
+
+def missing_in_rib(tables: dict[str, str], prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:
+    """Pure half of `unresolved`: `tables` maps ipv4/ipv6 to `show bgp AFI unicast json`."""
+    routes = _routes(tables)
     bad = [
         prefix
         for prefix in prefixes

@@ -22,6 +22,7 @@ from frrctl.frr.vtysh import (
     RunningConfigError,
     failures,
     missing_in_rib,
+    originated_in_rib,
     parse_networks,
     plan_commands,
 )
@@ -171,6 +172,18 @@ def test_missing_in_rib_wants_a_valid_path() -> None:
     assert got == [P("192.0.2.2/32"), P("192.0.2.3/32"), P("2001:db8::4/128")]
     with pytest.raises(DriverError, match="unreadable"):
         missing_in_rib({"ipv4": "{oops", "ipv6": "{}"}, [])
+
+
+def test_originated_in_rib_is_what_bgpd_sources_itself() -> None:
+    v4 = {
+        "routes": {
+            "192.0.2.1/32": [{"valid": True, "peerId": "(unspec)", "origin": "incomplete"}],
+            "0.0.0.0/0": [{"valid": True, "peerId": "198.18.0.0"}],
+        }
+    }
+    v6 = {"routes": {"2001:db8::4/128": [{"peerId": "(unspec)"}, {"peerId": "2001:db8::1"}]}}
+    tables = {"ipv4": json.dumps(v4), "ipv6": json.dumps(v6)}
+    assert originated_in_rib(tables) == {P("192.0.2.1/32"), P("2001:db8::4/128")}
 
 
 def test_foreign_entries_are_refused() -> None:
