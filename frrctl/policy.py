@@ -94,8 +94,9 @@ class Code(enum.Enum):
     OVER_MAXIMUM = "over-maximum"
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A candidate prefix's verdict (a named tuple: one per prefix and pass)."""
+
     prefix: IPNetwork
     code: Code
     reason: str

@@ -171,7 +171,17 @@ class Pools:
 
     def contains_host_route(self, prefix: IPNetwork) -> bool:
         """True when `prefix` is a /32 or /128 whose address is in the pools."""
-        return prefix.prefixlen == prefix.max_prefixlen and prefix.network_address in self
+        if prefix.prefixlen != prefix.max_prefixlen:
+            return False
+        # The policy asks this for every prefix of a burst: plain ints, no
+        # address objects (entries are sorted and disjoint, so few compared).
+        value = int(prefix.network_address)
+        for entry in self.ipv4 if prefix.version == 4 else self.ipv6:
+            if value < entry.first:
+                return False
+            if value <= entry.last:
+                return True
+        return False
 
     def prefixes(self, version: int) -> list[IPNetwork]:
         """Prefixes covering the pools exactly, sorted, for `ge 32`/`ge 128` lists."""

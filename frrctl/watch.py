@@ -79,7 +79,7 @@ IFF_LOWER_UP = 0x10000
 _RTN_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
               6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}  # fmt: skip
 # family, dst, dst_len, table, metric, tos, oif: the kernel's route identity plus oif
-RouteKey = tuple[int, IPAddress, int, int, int, int, int]
+RouteKey = tuple[int, int, int, int, int, int, int]
 
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -310,7 +310,7 @@ class KernelView:
     permanent: set[IPAddress] = field(default_factory=set)  # permanent entries on the bridge
     addresses: dict[tuple[int, str], None] = field(default_factory=dict)
     # (family, dst, table, metric, tos) -> keys: the kernel's own route identity
-    by_base: dict[tuple[int, IPAddress, int, int, int, int], set[RouteKey]] = field(
+    by_base: dict[tuple[int, int, int, int, int, int], set[RouteKey]] = field(
         default_factory=dict
     )
     by_prefix: dict[IPNetwork, set[RouteKey]] = field(default_factory=dict)
@@ -398,7 +398,8 @@ class KernelView:
             dst = _address("0.0.0.0" if family == socket.AF_INET else "::")
         else:
             dst = _address(ev.dst)
-        key: RouteKey = (family, dst, dst_len, table, ev.metric, ev.tos, oif)
+        # ints hash fast; an address object would hash through hex() each time
+        key: RouteKey = (family, int(dst), dst_len, table, ev.metric, ev.tos, oif)
         base = key[:6]
         if not ev.new:
             self._forget_route(key)
