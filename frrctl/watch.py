@@ -310,9 +310,7 @@ class KernelView:
     permanent: set[IPAddress] = field(default_factory=set)  # permanent entries on the bridge
     addresses: dict[tuple[int, str], None] = field(default_factory=dict)
     # (family, dst, table, metric, tos) -> keys: the kernel's own route identity
-    by_base: dict[tuple[int, int, int, int, int, int], set[RouteKey]] = field(
-        default_factory=dict
-    )
+    by_base: dict[tuple[int, int, int, int, int, int], set[RouteKey]] = field(default_factory=dict)
     by_prefix: dict[IPNetwork, set[RouteKey]] = field(default_factory=dict)
     # touched since the last snapshot; None: everything (see KernelSnapshot.changed)
     dirty: set[IPNetwork] | None = None
