@@ -474,7 +474,7 @@ class Daemon:
 
     def _timeout(self, now: float) -> float:
         waits = [self.next_verify - now]
-        if self.pending:
+        if self.pending and self.inflight is None:  # else: the worker's wake-up
             waits.append(self.next_attempt - now)
         if self.unverified_since is not None:
             waits.append(self._verify_due() - now)
@@ -522,7 +522,15 @@ class Daemon:
             self._repair()
         # While the monitor knows bgpd is gone, only the monitor's probe runs:
         # it reconciles the moment bgpd is back.
-        if self.pending and now >= self.next_attempt and "bgpd" not in self.monitor.down:
+        # While a batch is in flight the loop keeps reading the kernel; the
+        # next pass starts when the worker is done, with all that came meanwhile.
+        busy = self.inflight is not None
+        if (
+            self.pending
+            and not busy
+            and now >= self.next_attempt
+            and "bgpd" not in self.monitor.down
+        ):
             self.reconcile()
 
     def _verify_due(self) -> float:
