@@ -724,15 +724,8 @@ class Daemon:
             self.synced_state = self.frr_state
             if self.ospf_gates:
                 self._ospf_pass(decision)
-        except FrrUnavailable as exc:
-            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
-            return False
-        except DriverError as exc:
-            self._failed("driver", exc, self.backoff.next_delay())
-            return False
         except Exception as exc:
-            log.exception("unexpected error in a pass")
-            self._failed("internal", exc, self.backoff.next_delay())
+            self._failure(exc)
             return False
         if not self.frr_up or self.last_error:
             log.info("FRR matches the desired announcements again")
@@ -788,15 +781,8 @@ class Daemon:
         self.inflight = None
         try:
             elapsed = job.future.result()
-        except FrrUnavailable as exc:
-            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
-            return False
-        except DriverError as exc:
-            self._failed("driver", exc, self.backoff.next_delay())
-            return False
         except Exception as exc:
-            log.error("unexpected error applying a batch", exc_info=exc)
-            self._failed("internal", exc, self.backoff.next_delay())
+            self._failure(exc)
             return False
         self._batch_done(job.plan, elapsed, job.started)
         return True
@@ -830,11 +816,8 @@ class Daemon:
             return False
         try:
             after = self.driver.read()
-        except FrrUnavailable as exc:
-            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
-            return False
         except DriverError as exc:
-            self._failed("driver", exc, self.backoff.next_delay())
+            self._failure(exc)
             return False
         self.unverified_since = None
         self.frr_state = after
@@ -853,6 +836,18 @@ class Daemon:
             self.next_attempt = time.monotonic() + self.backoff.next_delay()
             return False
         return True
+
+    def _failure(self, exc: Exception) -> None:
+        """A failed pass, batch or read: FRR unreachable is probed again soon,
+        FRR answering errors is retried with backoff, anything else is a bug
+        (logged with its traceback) that must not end the loop."""
+        if isinstance(exc, FrrUnavailable):
+            self._failed("frr-unavailable", exc, self.unavailable.next_delay())
+        elif isinstance(exc, DriverError):
+            self._failed("driver", exc, self.backoff.next_delay())
+        else:
+            log.error("unexpected error", exc_info=exc)
+            self._failed("internal", exc, self.backoff.next_delay())
 
     def _failed(self, kind: str, exc: Exception, delay: float) -> None:
         message = str(exc)
