@@ -571,11 +571,17 @@ class Daemon:
             self._frr_changed()
 
     def _repair(self) -> None:
-        find = getattr(self.driver, "invalid", None)
-        if find is None or self.decision is None or not self._collect(wait=True):
+        check = getattr(self.driver, "check_table", None)
+        if check is None or self.decision is None or not self._collect(wait=True):
             return
         try:
-            bad = set(find()) & set(self.decision.desired)
+            table = check()
+        except DriverError as exc:
+            log.warning("repair after a zebra restart: %s", exc)
+            return
+        self._stale_alert(set(table.stale) - set(self.decision.desired))
+        try:
+            bad = set(table.missing) & set(self.decision.desired)
             fix = bad & self.suspect
             self.suspect = bad - fix
             if fix:
@@ -591,18 +597,9 @@ class Daemon:
                 self.pending = True
         except DriverError as exc:
             log.warning("repair after a zebra restart: %s", exc)
-        self._stale_check()
 
-    def _stale_check(self) -> None:
-        """Alert on prefixes bgpd announces that nobody can withdraw (GrpcDriver.stale)."""
-        find = getattr(self.driver, "stale", None)
-        if find is None or self.decision is None:
-            return
-        try:
-            stale = set(find()) - set(self.decision.desired)
-        except DriverError as exc:
-            log.warning("stale check: %s", exc)
-            return
+    def _stale_alert(self, stale: set[IPNetwork]) -> None:
+        """Alert on prefixes bgpd announces that nobody can withdraw (GrpcDriver.check_table)."""
         # A prefix leaves bgpd's table ~1 s after the gate closes on it (the
         # route-map delay): only one still there 3 s later is stale.
         now = time.monotonic()

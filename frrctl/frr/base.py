@@ -13,7 +13,7 @@ import abc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import tenacity
@@ -64,6 +64,14 @@ class RetryPolicy:
             ),
         )
         return retrying(func)
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """bgpd's table against what frrctl announces (after a zebra restart)."""
+
+    missing: list[IPNetwork]  # announced by frrctl, absent or unresolved in bgpd
+    stale: list[IPNetwork] = field(default_factory=list)  # in bgpd, no longer frrctl's
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,13 @@ from typing import Any
 import grpc
 
 from frrctl.frr import _proto
-from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy
+from frrctl.frr.base import (
+    AnnounceDriver,
+    DriverError,
+    FrrUnavailable,
+    RetryPolicy,
+    TableCheck,
+)
 from frrctl.frr.gate import (
     Edit,
     Gate,
@@ -31,7 +37,7 @@ from frrctl.frr.gate import (
     parse_route_maps,
 )
 from frrctl.frr.vty import VtyClient
-from frrctl.frr.vtysh import bgp_tables, originated_in_rib, unresolved
+from frrctl.frr.vtysh import bgp_tables, missing_in_rib, originated_in_rib
 from frrctl.policy import Plan, prefix_key
 from frrctl.pools import IPNetwork
 
@@ -187,22 +193,21 @@ class GrpcDriver(AnnounceDriver):
         ok, _ = parse_route_maps(data, self.gate)
         return len(ok) == 2 * self.gate.shards and all(ok.values())
 
-    def invalid(self) -> list[IPNetwork]:
-        """Prefixes the gate lets through that bgpd's table lacks (see nudge_edit)."""
-        if self._bgpd is None:
-            return []
-        return unresolved(self._bgpd, self.read_state().announced(), self.retry)
+    def check_table(self) -> TableCheck:
+        """bgpd's table against the gate, from one read of each.
 
-    def stale(self) -> list[IPNetwork]:
-        """Prefixes bgpd still announces from the kernel that the gate no longer
-        lets through. FRR 8.4's zebra never tells bgpd about a kernel route
-        removed while bgpd was not registered with it (a zebra restart), and
-        gRPC cannot make bgpd drop it: only a bgpd restart clears it."""
+        Missing: the gate lets a prefix through but bgpd lacks it (see
+        nudge_edit). Stale: bgpd still announces a kernel route the gate no
+        longer lets through. FRR 8.4's zebra never tells bgpd about a kernel
+        route removed while bgpd was not registered with it (a zebra restart),
+        and gRPC cannot make bgpd drop it: only a bgpd restart clears it.
+        """
         if self._bgpd is None:
-            return []
-        gate = set(self.read_state().announced())
-        extra = originated_in_rib(bgp_tables(self._bgpd, self.retry)) - gate
-        return sorted(extra, key=prefix_key)
+            return TableCheck([])
+        gate = self.read_state().announced()
+        tables = bgp_tables(self._bgpd, self.retry)
+        stale = originated_in_rib(tables) - set(gate)
+        return TableCheck(missing_in_rib(tables, gate), sorted(stale, key=prefix_key))
 
     def refresh(self, prefixes: list[IPNetwork]) -> None:
         """Make bgpd fetch the kernel routes from zebra again (one small commit)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy
+from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
 from frrctl.frr.vty import CMD_SUCCESS, CMD_WARNING_CONFIG_FAILED, VtyClient, VtyReply
 from frrctl.policy import Plan, parse_prefix, prefix_key
 from frrctl.pools import IPNetwork
@@ -146,7 +146,12 @@ class VtyshDriver(AnnounceDriver):
         bgpd had lost zebra (zebra restarting) stays "inaccessible" forever in
         FRR 8.4, even once the kernel route is known again.
         """
-        return unresolved(self._bgpd, self.read(), self.retry)
+        return missing_in_rib(bgp_tables(self._bgpd, self.retry), self.read())
+
+    def check_table(self) -> TableCheck:
+        """Missing prefixes are `invalid()`; none can be stale: removing a
+        `network` statement always withdraws it."""
+        return TableCheck(self.invalid())
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
         """Re-enter `network` statements (no + add) so that bgpd resolves them again."""
@@ -159,13 +164,6 @@ class VtyshDriver(AnnounceDriver):
 
     def close(self) -> None:
         self._bgpd.close()
-
-
-def unresolved(
-    bgpd: VtyClient, prefixes: Iterable[IPNetwork], retry: RetryPolicy
-) -> list[IPNetwork]:
-    """The `prefixes` that have no valid path in bgpd's table (asked over `bgpd`)."""
-    return missing_in_rib(bgp_tables(bgpd, retry), prefixes)
 
 
 def bgp_tables(bgpd: VtyClient, retry: RetryPolicy) -> dict[str, str]:
@@ -199,7 +197,7 @@ def originated_in_rib(tables: dict[str, str]) -> set[IPNetwork]:
 
 
 def missing_in_rib(tables: dict[str, str], prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:
-    """Pure half of `unresolved`: `tables` maps ipv4/ipv6 to `show bgp AFI unicast json`."""
+    """The `prefixes` with no valid path in `tables` (from `bgp_tables`)."""
     routes = _routes(tables)
     bad = [
         prefix
