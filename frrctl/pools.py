@@ -167,16 +167,18 @@ class Pools:
                 return False
         if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
             return False
-        return any(address in entry for entry in self.entries(address.version))
+        return self._holds(address.version, int(address))
 
     def contains_host_route(self, prefix: IPNetwork) -> bool:
         """True when `prefix` is a /32 or /128 whose address is in the pools."""
-        if prefix.prefixlen != prefix.max_prefixlen:
-            return False
-        # The policy asks this for every prefix of a burst: plain ints, no
-        # address objects (entries are sorted and disjoint, so few compared).
-        value = int(prefix.network_address)
-        for entry in self.ipv4 if prefix.version == 4 else self.ipv6:
+        return prefix.prefixlen == prefix.max_prefixlen and self._holds(
+            prefix.version, int(prefix.network_address)
+        )
+
+    def _holds(self, version: int, value: int) -> bool:
+        # The policy asks this for every prefix of a burst: plain ints, and the
+        # entries are sorted and disjoint, so the walk stops early.
+        for entry in self.entries(version):
             if value < entry.first:
                 return False
             if value <= entry.last:

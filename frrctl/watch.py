@@ -263,10 +263,6 @@ def _address(value: str | IPAddress) -> IPAddress:
     return ipaddress.ip_address(value) if isinstance(value, str) else value
 
 
-def _network(dst: str | IPAddress, length: int) -> IPNetwork:
-    return network_of(_address(dst), length)
-
-
 class Resync(Exception):
     """The view can no longer be trusted; the message says why."""
 
@@ -468,7 +464,7 @@ class KernelView:
                 self.permanent.add(address)
             else:
                 self.permanent.discard(address)
-            self._touch(_network(address, address.max_prefixlen))
+            self._touch(network_of(address, address.max_prefixlen))
 
     def _address(self, msg: Any, new: bool) -> None:
         self.dirty = None

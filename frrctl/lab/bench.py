@@ -334,11 +334,6 @@ BENCH_DRIVERS = {
 }
 
 
-def bench_driver(spec: str) -> tuple[str, dict[str, Any]]:
-    """(driver, controller settings) for a `--drivers` entry."""
-    return BENCH_DRIVERS[spec]
-
-
 DriverPhase = Callable[["Any", str], "Callable[[], float | None]"]
 
 
@@ -376,7 +371,7 @@ def run_bench(
         )
         for index, driver in enumerate(drivers, start=1):
             progress(f"frrctl daemon, {driver} driver")
-            name, settings = bench_driver(driver)
+            name, settings = BENCH_DRIVERS[driver]
             daemon = controller.switch_to_controller(lab, BENCH_HOST, name, **settings)
             try:
                 results.append(
