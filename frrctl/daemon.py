@@ -34,7 +34,7 @@ import selectors
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +45,7 @@ import tenacity
 
 from frrctl.errors import FrrctlError, UsageError
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy
-from frrctl.frr.ospf import OspfGate
+from frrctl.frr.ospf import OspfGate, admission_closed
 from frrctl.frr.vty import VtyClient
 from frrctl.metrics import Metrics, resync_kind
 from frrctl.policy import (
@@ -297,6 +297,7 @@ class Daemon:
             OspfGate(settings.vty_dir, v, retry=gate_retry) for v in settings.ospf_versions
         ]
         self.ospf_blocked: set[IPNetwork] = set()
+        self.ospf_admitted: set[IPNetwork] | None = None  # None: admission open
         self.operator = OperatorState()
         self.snapshot: KernelSnapshot | None = None
         # Kernel changes not judged yet (prefix -> routes now); None: judge all.
@@ -676,13 +677,18 @@ class Daemon:
                 self.frr_state = self.driver.read()
             snap = self.snapshot
             config = self.policy_config()
+            # What keeps its place under the maximum: what bgpd announces, or on
+            # an OSPF-only host what the last pass let through the OSPF gates.
+            announced: Mapping[IPNetwork, bool] = self.frr_state
+            if not self.settings.runs_bgp and self.decision is not None:
+                announced = self.decision.desired
             decision = None
             if self.decision is not None and self.changed is not None:
                 decision = redecide(
-                    self.decision, self.changed, config, self.frr_state, snap.permanent_neighbors
+                    self.decision, self.changed, config, announced, snap.permanent_neighbors
                 )
             if decision is None:
-                decision = decide(snap.routes, config, self.frr_state, snap.permanent_neighbors)
+                decision = decide(snap.routes, config, announced, snap.permanent_neighbors)
             self.decision = decision
             self.changed = {}
             self.metrics.decision(decision, self.operator.drain, len(self.operator.held))
@@ -789,21 +795,32 @@ class Daemon:
             os.write(self._wake_w, what)
 
     def _ospf_pass(self, decision: Decision) -> None:
-        """Block in the OSPF daemons what the policy refuses but only-cloud would pass."""
+        """Block in the OSPF daemons what the policy refuses but only-cloud would
+        pass; near the maximum (or with require-neighbor) admit only what the
+        policy announces (see frrctl.frr.ospf)."""
         refused = {Code.HELD, Code.NO_NEIGHBOR, Code.OVER_MAXIMUM}
         blocked = set(self.operator.held)
         blocked |= {v.prefix for v in decision.by_prefix.values() if v.code in refused}
         drain = self.operator.drain is Drain.WITHDRAW
+        s = self.settings
+        admitted = None
+        if admission_closed(len(decision.desired), s.max_prefixes, s.require_neighbor):
+            admitted = set(decision.desired)
         for gate in self.ospf_gates:
-            if gate.reconcile(blocked, drain):
+            if gate.reconcile(blocked, drain, admitted):
+                mine = sorted((b for b in blocked if b.version == gate.version), key=prefix_key)
                 log.info(
                     "OSPF gate applied",
-                    extra={"fields": {"daemon": gate.daemon, "drain": drain,
-                                      "blocked": [str(p) for p in sorted(
-                                          (b for b in blocked if b.version == gate.version),
-                                          key=prefix_key)][:50]}},
+                    extra={"fields": {
+                        "daemon": gate.daemon, "drain": drain,
+                        "blocked": [str(p) for p in mine[:50]],
+                        "admission": "open" if admitted is None else "closed",
+                        "admitted": None if admitted is None else sum(
+                            1 for p in admitted if p.version == gate.version),
+                    }},
                 )  # fmt: skip
         self.ospf_blocked = blocked
+        self.ospf_admitted = admitted
 
     def verify(self) -> bool:
         """Read FRR back and compare with the decision; a difference is an error
@@ -980,6 +997,7 @@ class Daemon:
             "frr_state_verified": self.unverified_since is None,
             "ospf_daemons": [g.daemon for g in self.ospf_gates],
             "ospf_blocked": [str(p) for p in sorted(self.ospf_blocked, key=prefix_key)],
+            "ospf_admission": "open" if self.ospf_admitted is None else "closed",
             "alerts": list(self.decision.alerts) if self.decision else [],
             "last_error": self.last_error,
             "last_batch": self.last_plan,

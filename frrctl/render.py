@@ -29,6 +29,7 @@ from typing import Any
 
 import jinja2
 
+from frrctl.frr import ospf
 from frrctl.frr.gate import Gate
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
@@ -94,6 +95,18 @@ def route_map_lines(bridge: str) -> list[str]:
             "exit",
             "!",
         ]
+    return lines
+
+
+def ospf_admission_lines(host: Host) -> list[str]:
+    """Controller mode: the OSPF daemons start with admission closed (see
+    frrctl.frr.ospf); `frrctl daemon` opens it or admits what it allows."""
+    if host.mode != "controller":
+        return []
+    lines: list[str] = []
+    for version, runs in ((4, host.runs_ospf), (6, host.runs_ospf6)):
+        if runs:
+            lines += ospf.boot_lines(version)
     return lines
 
 
@@ -299,6 +312,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "bridge": fabric.bridge,
         "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
         "route_maps": route_map_lines(fabric.bridge),
+        "ospf_admission": ospf_admission_lines(host),
         "route_map": ROUTE_MAP,
         "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
         "fib_filter": fib_filter_lines(host),

@@ -9,16 +9,17 @@ waits here are long; nothing is timed.
 
 from __future__ import annotations
 
+import copy
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 
+from frrctl.frr.ospf import boot_lines
 from frrctl.frr.sandbox import FrrSandbox
 from frrctl.status import request
 
@@ -40,7 +41,8 @@ INVENTORY = {
 }
 
 
-OSPFD_CONF = """frr defaults datacenter
+OSPFD_CONF = (
+    """frr defaults datacenter
 hostname hv1
 interface up0
  ip ospf area 0.0.0.1
@@ -57,6 +59,9 @@ route-map only-cloud permit 10
  match ip address prefix-list cloud-pool-v4
 exit
 """
+    + "\n".join(boot_lines(4))
+    + "\n"
+)  # as rendered for controller mode: admission closed
 
 
 class OspfHost:
@@ -66,7 +71,7 @@ class OspfHost:
         self.state_dir = self.sandbox.workdir / "state"
         self.daemon: DaemonProc | None = None
 
-    def setup(self) -> None:
+    def setup(self, controller: dict[str, object] | None = None) -> None:
         s = self.sandbox
         for cmd in (
             ["link", "add", "cloudbr0", "type", "bridge"],
@@ -80,7 +85,9 @@ class OspfHost:
             ["link", "set", "up0-peer", "up"],
         ):
             s.ns_exec(["ip", *cmd])
-        self.inventory.write_text(yaml.safe_dump(INVENTORY))
+        inventory = copy.deepcopy(INVENTORY)
+        inventory["hosts"][0]["controller"].update(controller or {})  # type: ignore[index]
+        self.inventory.write_text(yaml.safe_dump(inventory))
         s.start("zebra", "hostname hv1\n")
         s.start("ospfd", OSPFD_CONF)
 
@@ -133,6 +140,18 @@ class OspfHost:
             assert time.monotonic() < deadline, f"LSDB never reached the wanted state: {got}"
             time.sleep(0.2)
 
+    def never(self, prefixes: set[str], seconds: float = 12) -> None:
+        """None of `prefixes` shows up for `seconds` (longer than ospfd's
+        distribute-list update delay, so a late re-evaluation is seen too)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            leaked = self.lsas() & prefixes
+            assert not leaked, f"announced though refused: {leaked}"
+            time.sleep(0.2)
+
+    def admission(self) -> str:
+        return str(request(self.state_dir, {"cmd": "status", "peers": False})["ospf_admission"])
+
     def close(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
@@ -140,13 +159,59 @@ class OspfHost:
 
 
 @pytest.fixture
-def host() -> Iterator[OspfHost]:
+def host(request: pytest.FixtureRequest) -> Iterator[OspfHost]:
     h = OspfHost()
     try:
-        h.setup()
+        h.setup(getattr(request, "param", None))
         yield h
     finally:
         h.close()
+
+
+def route(host: OspfHost, verb: str, address: str) -> None:
+    host.sandbox.ns_exec(["ip", "route", verb, f"{address}/32", "dev", "cloudbr0"])
+
+
+@pytest.mark.parametrize("host", [{"max-prefixes": 3}], indirect=True)
+def test_ospf_never_announces_past_the_maximum(host: OspfHost) -> None:
+    host.start_daemon()
+    route(host, "add", "192.0.2.30")
+    route(host, "add", "192.0.2.31")
+    host.wait(lambda got: {"192.0.2.30/32", "192.0.2.31/32"} <= got)
+    # two of three announced: within the headroom, so admission is closed now
+    deadline = time.monotonic() + 10
+    while host.admission() != "closed":
+        assert time.monotonic() < deadline, "admission never closed"
+        time.sleep(0.1)
+    route(host, "add", "192.0.2.32")  # the third fits: admitted, after ospfd's delay
+    host.wait(lambda got: "192.0.2.32/32" in got)
+    route(host, "add", "192.0.2.33")  # the fourth does not
+    host.never({"192.0.2.33/32"})
+    status = request(host.state_dir, {"cmd": "status", "peers": False})
+    verdicts = {p["prefix"]: p["verdict"] for p in status["prefixes"]}
+    assert verdicts["192.0.2.33/32"] == "over-maximum"
+    assert host.lsas() == {"192.0.2.30/32", "192.0.2.31/32", "192.0.2.32/32"}
+    # a place frees up: the waiting prefix takes it
+    route(host, "del", "192.0.2.30")
+    host.wait(lambda got: got == {"192.0.2.31/32", "192.0.2.32/32", "192.0.2.33/32"})
+
+
+def neighbor(host: OspfHost, address: str) -> None:
+    host.sandbox.ns_exec(["ip", "neigh", "add", address, "lladdr", "02:00:00:00:00:30",
+                          "dev", "cloudbr0", "nud", "permanent"])  # fmt: skip
+
+
+@pytest.mark.parametrize("host", [{"require-neighbor": True}], indirect=True)
+def test_ospf_require_neighbor_admits_only_backed_routes(host: OspfHost) -> None:
+    host.start_daemon()
+    assert host.admission() == "closed"
+    neighbor(host, "192.0.2.31")
+    route(host, "add", "192.0.2.31")
+    host.wait(lambda got: got == {"192.0.2.31/32"})  # ospfd is an ASBR now
+    route(host, "add", "192.0.2.30")  # before its neighbour entry
+    host.never({"192.0.2.30/32"})
+    neighbor(host, "192.0.2.30")
+    host.wait(lambda got: got == {"192.0.2.30/32", "192.0.2.31/32"})
 
 
 def test_ospf_hold_and_drain(host: OspfHost) -> None:
@@ -178,18 +243,22 @@ def test_ospf_hold_and_drain(host: OspfHost) -> None:
     assert "frrctl-block" not in running and "deny 1" not in running
 
 
-def test_ospfd_restart_gets_the_gate_back(host: OspfHost) -> None:
+def test_ospfd_restart_announces_nothing_refused(host: OspfHost) -> None:
     host.cli("hold", "192.0.2.33")
     host.start_daemon()
-    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.30/32", "dev", "cloudbr0"])
+    route(host, "add", "192.0.2.30")
+    route(host, "add", "192.0.2.33")
     host.wait(lambda got: "192.0.2.30/32" in got)
     host.sandbox.kill("ospfd")
+    # The held route is in the kernel while ospfd starts: the rendered config
+    # starts with admission closed, so nothing passes before the daemon's gate.
     host.sandbox.start("ospfd", OSPFD_CONF)
-    deadline = time.monotonic() + 20
-    while "frrctl-block-v4" not in host.sandbox.vtysh("show running-config"):
-        assert time.monotonic() < deadline, "gate not restored in the new ospfd"
-        time.sleep(0.1)
-    host.sandbox.ns_exec(["ip", "route", "add", "192.0.2.33/32", "dev", "cloudbr0"])
-    host.wait(lambda got: "192.0.2.30/32" in got)
-    assert "192.0.2.33/32" not in host.lsas()
-    assert Path(host.daemon.log if host.daemon else "").exists()
+    deadline = time.monotonic() + 40
+    while "192.0.2.30/32" not in host.lsas():
+        assert "192.0.2.33/32" not in host.lsas(), "held prefix announced after the restart"
+        assert time.monotonic() < deadline, "allowed prefix never announced again"
+        time.sleep(0.2)
+    host.never({"192.0.2.33/32"})
+    running = host.sandbox.vtysh("show running-config")
+    assert "frrctl-block-v4 seq 1 permit 192.0.2.33/32" in running
+    assert "frrctl-admit" not in running  # far from the maximum: admission open

@@ -65,7 +65,8 @@ def test_policy_lines_in_every_config() -> None:
                     assert line.strip() in allowed, host
             # Every route-map entry that lets a kernel route out is tied to the bridge.
             for block in conf.split("\nroute-map ")[1:]:
-                if block.startswith(("only-cloud", "frrctl-announce")):
+                head = block.split("\n", 1)[0].split()
+                if head[0].startswith(("only-cloud", "frrctl-announce")) and head[1] == "permit":
                     assert "\n match interface cloudbr0\n" in block, (host, block[:60])
             for uplink in h.uplinks:
                 if uplink.bgp:
@@ -176,3 +177,16 @@ def test_vtysh_rejects_a_broken_config() -> None:
 def test_render_with_check_writes_files(tmp_path: Path) -> None:
     assert main(["render", "-i", str(CASES["edge"]), "-o", str(tmp_path), "--check"]) == 0
     assert (tmp_path / "v6only" / "networkd" / "10-cloudbr0.netdev").is_file()
+
+
+def test_ospf_admission_starts_closed_only_in_controller_mode() -> None:
+    for path in CASES.values():
+        fleet = load_inventory(path)
+        for host, files in render_fleet(fleet).items():
+            h = fleet.host(host)
+            conf = files["frr.conf"]
+            controller = h.mode == "controller"
+            for version, runs in ((4, h.runs_ospf), (6, h.runs_ospf6)):
+                kw = "ip" if version == 4 else "ipv6"
+                sentinel = f"{kw} prefix-list frrctl-admit-v{version} seq 4294967295 permit any"
+                assert (sentinel in conf) is (controller and runs), (host, version)
