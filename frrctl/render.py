@@ -313,6 +313,8 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
         "route_maps": route_map_lines(fabric.bridge),
         "ospf_admission": ospf_admission_lines(host),
+        # controller mode: the daemon's OSPF gate changes apply after this delay
+        "ospf_update_ms": ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" else None,
         "route_map": ROUTE_MAP,
         "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
         "fib_filter": fib_filter_lines(host),

@@ -23,8 +23,9 @@ daemon removes the whole gate.
 
 Why admission: ospfd applies a route that zebra redistributes at once, with
 the route-map as it is at that moment, but applies later changes to the
-route-map only after its distribute-list update delay (measured ~5-10 s;
-ospf6d's is fixed at 5 s). So a refusal that depends on the route itself
+route-map only after its distribute-list update delay (ospfd: 5 s by
+default, rendered as OSPF_UPDATE_DELAY_MS on controller-mode hosts; ospf6d:
+fixed at 5 s). So a refusal that depends on the route itself
 (the maximum, a missing permanent neighbour) cannot be added in time once the
 route is there. Admission turns the gate around before such a refusal can
 arise: only the prefixes the daemon admitted pass entry 3 (their prefix-list
@@ -57,6 +58,11 @@ BLOCK_SEQ = 1
 DRAIN_SEQ = 2
 ADMIT_SEQ = 3
 SENTINEL = 4294967295
+# ospfd's distribute-list update delay (`timers throttle lsa all`, default
+# 5000 ms): how long a gate change takes to reach the LSDB. FRR 8.4 uses the
+# setting for nothing else here (LSA origination throttling uses the RFC
+# constant), so controller-mode hosts render it short. ospf6d's is fixed at 5 s.
+OSPF_UPDATE_DELAY_MS = 200
 DAEMON = {4: "ospfd", 6: "ospf6d"}
 _KW = {4: "ip", 6: "ipv6"}
 

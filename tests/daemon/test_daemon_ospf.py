@@ -3,8 +3,8 @@
 daemon` holding back and draining through the OSPF gate.
 
 Checked in ospfd's own LSDB (self-originated NSSA-external LSAs): ExaBGP speaks
-no OSPF. ospfd applies route-map changes after its own update delay, so the
-waits here are long; nothing is timed.
+no OSPF. ospfd applies route-map changes after its distribute-list update
+delay (200 ms as rendered for controller mode); nothing is timed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -50,6 +51,7 @@ interface up0
 exit
 router ospf
  ospf router-id 198.18.0.2
+ timers throttle lsa all 200
  redistribute kernel route-map only-cloud
  area 0.0.0.1 nssa
 exit
@@ -65,6 +67,13 @@ exit
 
 
 class OspfHost:
+    """An OSPFv2 host: ospfd, IPv4 pool."""
+
+    inventory_data: dict[str, Any] = INVENTORY
+    conf = OSPFD_CONF
+    daemon_name = "ospfd"
+    never_seconds = 4.0  # well past ospfd's update delay (200 ms)
+
     def __init__(self) -> None:
         self.sandbox = FrrSandbox(f"fg4-{secrets.token_hex(3)}-os")
         self.inventory = self.sandbox.workdir / "fleet.yaml"
@@ -85,11 +94,11 @@ class OspfHost:
             ["link", "set", "up0-peer", "up"],
         ):
             s.ns_exec(["ip", *cmd])
-        inventory = copy.deepcopy(INVENTORY)
+        inventory = copy.deepcopy(self.inventory_data)
         inventory["hosts"][0]["controller"].update(controller or {})  # type: ignore[index]
         self.inventory.write_text(yaml.safe_dump(inventory))
         s.start("zebra", "hostname hv1\n")
-        s.start("ospfd", OSPFD_CONF)
+        s.start(self.daemon_name, self.conf)
 
     def start_daemon(self) -> DaemonProc:
         log = self.sandbox.workdir / "daemon.log"
@@ -140,10 +149,10 @@ class OspfHost:
             assert time.monotonic() < deadline, f"LSDB never reached the wanted state: {got}"
             time.sleep(0.2)
 
-    def never(self, prefixes: set[str], seconds: float = 12) -> None:
-        """None of `prefixes` shows up for `seconds` (longer than ospfd's
+    def never(self, prefixes: set[str]) -> None:
+        """None of `prefixes` shows up for a while (well past the daemon's
         distribute-list update delay, so a late re-evaluation is seen too)."""
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + self.never_seconds
         while time.monotonic() < deadline:
             leaked = self.lsas() & prefixes
             assert not leaked, f"announced though refused: {leaked}"
@@ -156,6 +165,71 @@ class OspfHost:
         if self.daemon is not None:
             self.daemon.stop()
         self.sandbox.close()
+
+
+INVENTORY6 = {
+    "fabric": {"bridge": "cloudbr0", "pools": {"ipv6": ["2001:db8:100::/64"]}},
+    "hosts": [
+        {
+            "hostname": "hv1",
+            "router-id": "198.18.0.2",
+            "mode": "controller",
+            "uplinks": [{"interface": "up0", "ospf6": {"area": 1}}],
+            "controller": {"metrics-port": 9343},
+        }
+    ],
+}
+
+OSPF6D_CONF = (
+    """frr defaults datacenter
+hostname hv1
+interface up0
+ ipv6 ospf6 area 0.0.0.1
+ ipv6 ospf6 network point-to-point
+exit
+router ospf6
+ ospf6 router-id 198.18.0.2
+ redistribute kernel route-map only-cloud-v6
+ area 0.0.0.1 nssa
+exit
+ipv6 prefix-list cloud-pool-v6 seq 10 permit 2001:db8:100::/64 ge 128
+route-map only-cloud-v6 permit 10
+ match interface cloudbr0
+ match ipv6 address prefix-list cloud-pool-v6
+exit
+"""
+    + "\n".join(boot_lines(6))
+    + "\n"
+)
+
+
+class Ospf6Host(OspfHost):
+    """An OSPFv3 host: ospf6d, IPv6 pool. ospf6d's update delay is fixed at 5 s."""
+
+    inventory_data = INVENTORY6
+    conf = OSPF6D_CONF
+    daemon_name = "ospf6d"
+    never_seconds = 8.0
+
+    def lsas(self) -> set[str]:
+        """Live self-originated NSSA (Type7) prefixes in ospf6d's LSDB."""
+        live = set()
+        for line in self.sandbox.vtysh("show ipv6 ospf6 database").splitlines():
+            words = line.split()
+            mine = len(words) >= 6 and words[0] == "Type7" and words[2] == "198.18.0.2"
+            if mine and words[3] != "3600":  # 3600: withdrawn (MaxAge)
+                live.add(words[5])
+        return live
+
+
+@pytest.fixture
+def host6() -> Iterator[Ospf6Host]:
+    h = Ospf6Host()
+    try:
+        h.setup({"require-neighbor": True})
+        yield h
+    finally:
+        h.close()
 
 
 @pytest.fixture
@@ -262,3 +336,20 @@ def test_ospfd_restart_announces_nothing_refused(host: OspfHost) -> None:
     running = host.sandbox.vtysh("show running-config")
     assert "frrctl-block-v4 seq 1 permit 192.0.2.33/32" in running
     assert "frrctl-admit" not in running  # far from the maximum: admission open
+
+
+def test_ospf6_require_neighbor_admits_only_backed_routes(host6: Ospf6Host) -> None:
+    host6.start_daemon()
+    assert host6.admission() == "closed"
+    s = host6.sandbox
+    s.ns_exec(["ip", "-6", "neigh", "add", "2001:db8:100::31", "lladdr", "02:00:00:00:00:31",
+               "dev", "cloudbr0", "nud", "permanent"])  # fmt: skip
+    s.ns_exec(["ip", "-6", "route", "add", "2001:db8:100::31/128", "dev", "cloudbr0"])
+    host6.wait(lambda got: got == {"2001:db8:100::31/128"})
+    s.ns_exec(["ip", "-6", "route", "add", "2001:db8:100::30/128", "dev", "cloudbr0"])
+    host6.never({"2001:db8:100::30/128"})
+    s.ns_exec(["ip", "-6", "neigh", "add", "2001:db8:100::30", "lladdr", "02:00:00:00:00:30",
+               "dev", "cloudbr0", "nud", "permanent"])  # fmt: skip
+    host6.wait(lambda got: got == {"2001:db8:100::30/128", "2001:db8:100::31/128"})
+    running = s.vtysh("show running-config")
+    assert "ipv6 prefix-list frrctl-admit-v6 seq 2 deny 2001:db8:100::30/128" in running
