@@ -80,14 +80,20 @@ def boot_lines(version: int) -> list[str]:
     on a controller-mode host: a restarted ospfd/ospf6d (or one started before
     the daemon) redistributes nothing until the daemon has put its hold-backs
     in place and opened the gate or admitted what the policy allows."""
-    kw, rmap, admit = _KW[version], ROUTE_MAP[version], admit_list(version)
-    return [
-        f"{kw} prefix-list {admit} seq {SENTINEL} permit any",
-        f"route-map {rmap} deny {ADMIT_SEQ}",
-        f" match {kw} address prefix-list {admit}",
-        "exit",
-        "!",
-    ]
+    admit = admit_list(version)
+    return [_sentinel(_KW[version], admit, "permit"), *_deny_entry(version, ADMIT_SEQ, admit), "!"]
+
+
+def _sentinel(kw: str, name: str, action: str) -> str:
+    """The last entry of a gate list, so that it is never empty."""
+    return f"{kw} prefix-list {name} seq {SENTINEL} {action} any"
+
+
+def _deny_entry(version: int, seq: int, name: str) -> list[str]:
+    """A deny entry of only-cloud that matches on the gate list `name`."""
+    kw = _KW[version]
+    return [f"route-map {ROUTE_MAP[version]} deny {seq}", f" match {kw} address prefix-list {name}",
+            "exit"]  # fmt: skip
 
 
 def admission_closed(announced: int, maximum: int, require_neighbor: bool) -> bool:
@@ -201,14 +207,10 @@ def gate_commands(
             body.append(f"no {kw} prefix-list {block}")
         return ["configure terminal", *body, "end"] if body else []
     if not state.sentinel:
-        body.append(f"{kw} prefix-list {block} seq {SENTINEL} deny any")
+        body.append(_sentinel(kw, block, "deny"))
     body += _list_commands(kw, block, state.blocked, want, "permit")
     if not state.block_entry:
-        body += [
-            f"route-map {rmap} deny {BLOCK_SEQ}",
-            f" match {kw} address prefix-list {block}",
-            "exit",
-        ]
+        body += _deny_entry(version, BLOCK_SEQ, block)
     if drain and not state.drained:
         body += [f"route-map {rmap} deny {DRAIN_SEQ}", "exit"]
     elif not drain and state.drained:
@@ -216,15 +218,11 @@ def gate_commands(
     body += opening
     if admitted is not None:
         if not state.admit_sentinel:
-            body.append(f"{kw} prefix-list {admit} seq {SENTINEL} permit any")
+            body.append(_sentinel(kw, admit, "permit"))
         mine = {p for p in admitted if p.version == version}
         body += _list_commands(kw, admit, state.admitted, mine, "deny")
         if not state.admit_entry:
-            body += [
-                f"route-map {rmap} deny {ADMIT_SEQ}",
-                f" match {kw} address prefix-list {admit}",
-                "exit",
-            ]
+            body += _deny_entry(version, ADMIT_SEQ, admit)
     return ["configure terminal", *body, "end"] if body else []
 
 
