@@ -89,9 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--bulk-repeat",
         type=int,
-        default=3,
+        default=7,
         metavar="N",
-        help="runs per bulk size; the median is reported (default 3)",
+        help="runs per bulk size; the median is reported (default 7)",
     )
     p.add_argument(
         "--drivers",
