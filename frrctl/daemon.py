@@ -316,7 +316,7 @@ class Daemon:
             OspfGate(settings.vty_dir, v, retry=gate_retry) for v in settings.ospf_versions
         ]
         self.ospf_blocked: set[IPNetwork] = set()
-        self.ospf_admitted: set[IPNetwork] | None = None  # None: admission open
+        self.ospf_admission_closed = False
         self.operator = OperatorState()
         self.snapshot: KernelSnapshot | None = None
         # Kernel changes not judged yet (prefix -> routes now); None: judge all.
@@ -840,7 +840,7 @@ class Daemon:
                     }},
                 )  # fmt: skip
         self.ospf_blocked = blocked
-        self.ospf_admitted = admitted
+        self.ospf_admission_closed = admitted is not None
 
     def verify(self) -> bool:
         """Read FRR back and compare with the decision; a difference is an error
@@ -1017,7 +1017,7 @@ class Daemon:
             "frr_state_verified": self.unverified_since is None,
             "ospf_daemons": [g.daemon for g in self.ospf_gates],
             "ospf_blocked": [str(p) for p in sorted(self.ospf_blocked, key=prefix_key)],
-            "ospf_admission": "open" if self.ospf_admitted is None else "closed",
+            "ospf_admission": "closed" if self.ospf_admission_closed else "open",
             "alerts": list(self.decision.alerts) if self.decision else [],
             "last_error": self.last_error,
             "last_batch": self.last_plan,

@@ -35,7 +35,8 @@ from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
 from frrctl.pools import Pools
 
-ROUTE_MAP = {4: "only-cloud", 6: "only-cloud-v6"}
+# only-cloud per family; the daemon's OSPF gate adds deny entries in front of it
+ROUTE_MAP = ospf.ROUTE_MAP
 FIB_ROUTE_MAP = {4: "fib-default-only", 6: "fib-default-only-v6"}
 POOL_LIST = {4: "cloud-pool-v4", 6: "cloud-pool-v6"}
 DEFAULT_LIST = {4: "default-only-v4", 6: "default-only-v6"}

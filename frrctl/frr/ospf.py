@@ -52,7 +52,7 @@ from frrctl.frr.vtysh import failures
 from frrctl.policy import prefix_key
 from frrctl.pools import IPNetwork
 
-# The rendered per-family route-maps (frrctl.render.ROUTE_MAP).
+# The per-family route-maps frr.conf redistributes through (frrctl.render uses these).
 ROUTE_MAP = {4: "only-cloud", 6: "only-cloud-v6"}
 BLOCK_SEQ = 1
 DRAIN_SEQ = 2
