@@ -15,7 +15,8 @@ export DEBIAN_FRONTEND=noninteractive
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (namespaces, apt)" >&2; exit 1; }
 
 APT_PACKAGES=(frr frr-pythontools iproute2 iputils-ping nftables procps psmisc
-              cloud-init genisoimage sqlite3 python3-venv)
+              cloud-init genisoimage sqlite3 python3-venv
+              ifupdown netplan.io)  # real guest tools, applied in namespaces by the tests
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
