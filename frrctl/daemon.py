@@ -100,6 +100,10 @@ class DaemonSettings:
     verify_delay: float = 0.5  # read back this long after the last batch of a burst
     verify_max_delay: float = 2.0  # ... but never later than this after the first
     probe_interval: float = 0.1
+    # Every this many seconds the kernel's routes are dumped and compared with
+    # the watcher's view (a daemon that stopped hearing netlink must notice).
+    liveness_interval: float = 10.0
+    liveness_confirm: float = 1.0  # a difference must persist this long (events in flight)
     # After bgpd restarts, wait this long at most for its config load to end
     # before announcing (see GrpcDriver.config_loaded).
     config_wait: float = 5.0
@@ -198,6 +202,18 @@ def make_driver(settings: DaemonSettings) -> AnnounceDriver:
             vty_dir=settings.vty_dir,
         )
     raise UsageError(f"unknown driver {settings.driver!r} (vtysh or grpc)")
+
+
+def loop_timeout(now: float, verify: float, **timers: float | None) -> float:
+    """How long the loop may sleep: until the earliest pending timer (verify,
+    and each of `timers` that is pending, i.e. not None: next attempt, read-back,
+    probe interval (a duration), repair, kernel view check). A timer left out
+    here is one that never fires while the daemon is idle (issue 10, 4.2)."""
+    waits = [verify - now]
+    for name, at in timers.items():
+        if at is not None:
+            waits.append(at if name == "probe" else at - now)
+    return max(0.0, min(waits))
 
 
 class NoBgp(AnnounceDriver):
@@ -352,6 +368,15 @@ class Daemon:
         self._stop = False
         self._sel = selectors.DefaultSelector()
         self._watched: dict[str, int] = {}  # name -> registered fd
+        # The watcher's socket as registered: by identity, as a resync reopens
+        # it, usually under the same fd number (issue 10, 4.1).
+        self._netlink_sock: socket.socket | None = None
+        # Liveness of the kernel view (see _check_liveness).
+        self.next_liveness = 0.0
+        self.liveness_suspect: frozenset[Any] = frozenset()
+        self.kernel_view_ok = True
+        self.kernel_view_mismatches = 0
+        self.mismatch_times: list[float] = []  # monotonic times of confirmed mismatches
         self._control: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -452,12 +477,19 @@ class Daemon:
                 time.sleep(delay)
 
     def _register_watcher(self) -> None:
-        fd = self.watcher.fileno()
-        if self._watched.get("netlink") != fd:
-            if "netlink" in self._watched:
-                self._unregister("netlink")
-            self._sel.register(fd, selectors.EVENT_READ, "netlink")
-            self._watched["netlink"] = fd
+        sock = self.watcher.selectable()
+        if self._netlink_sock is not sock:
+            self._unregister_watcher()
+            self._sel.register(sock, selectors.EVENT_READ, "netlink")
+            self._netlink_sock = sock
+
+    def _unregister_watcher(self) -> None:
+        # The old socket is closed already (its fd may be the new one's):
+        # selectors finds it by identity, and epoll forgot the closed fd.
+        if self._netlink_sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(self._netlink_sock)
+            self._netlink_sock = None
 
     def _unregister(self, name: str) -> None:
         fd = self._watched.pop(name, None)
@@ -494,14 +526,15 @@ class Daemon:
         self._register_watcher()
 
     def _timeout(self, now: float) -> float:
-        waits = [self.next_verify - now]
-        if self.pending and self.inflight is None:  # else: the worker's wake-up
-            waits.append(self.next_attempt - now)
-        if self.unverified_since is not None:
-            waits.append(self._verify_due() - now)
-        if self.monitor.down or not self.frr_up:
-            waits.append(self.settings.probe_interval)
-        return max(0.0, min(waits))
+        return loop_timeout(
+            now,
+            verify=self.next_verify,
+            attempt=self.next_attempt if self.pending and self.inflight is None else None,
+            read_back=self._verify_due() if self.unverified_since is not None else None,
+            probe=self.settings.probe_interval if self.monitor.down or not self.frr_up else None,
+            repair=self.next_repair if now < self.repair_until and self.frr_up else None,
+            liveness=self.next_liveness if self.snapshot is not None else None,
+        )
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -541,6 +574,8 @@ class Daemon:
         if now < self.repair_until and now >= self.next_repair and self.frr_up:
             self.next_repair = now + 1
             self._repair()
+        if now >= self.next_liveness and self.snapshot is not None:
+            self._check_liveness(now)
         # While the monitor knows bgpd is gone, only the monitor's probe runs:
         # it reconciles the moment bgpd is back.
         # While a batch is in flight the loop keeps reading the kernel; the
@@ -553,6 +588,57 @@ class Daemon:
             and "bgpd" not in self.monitor.down
         ):
             self.reconcile()
+
+    def _check_liveness(self, now: float) -> None:
+        """Compare the kernel's routes with the watcher's view. A difference
+        that persists for `liveness_confirm` (longer than any event takes to
+        arrive) means the daemon stopped hearing the kernel: log it, count it,
+        resync. Two within 10 minutes, or one not cured, and status says
+        unhealthy (`kernel_view_ok`, `healthy`, `frr_state_verified`)."""
+        s = self.settings
+        self.next_liveness = now + s.liveness_interval
+        try:
+            audit = self.watcher.audit()
+        except Exception as exc:
+            self.metrics.errors.labels("netlink").inc()
+            log.error("kernel view check: %s", exc)
+            return
+        if audit is None:  # dump interrupted: try again soon
+            self.next_liveness = now + s.liveness_confirm
+            return
+        differs = audit.differs
+        confirmed = differs & self.liveness_suspect
+        self.liveness_suspect = differs - confirmed
+        if not differs:
+            self.mismatch_times = [t for t in self.mismatch_times if now - t < 600]
+            self.kernel_view_ok = len(self.mismatch_times) < 2
+            return
+        if not confirmed:
+            self.next_liveness = now + s.liveness_confirm
+            return
+        self.kernel_view_mismatches += 1
+        self.mismatch_times = [t for t in self.mismatch_times if now - t < 600] + [now]
+        self.kernel_view_ok = False
+        self.metrics.errors.labels("kernel-view").inc()
+        self.metrics.kernel_view_mismatches.inc()
+        message = (
+            f"the kernel's routes differ from the daemon's view ({len(audit.missing)} missing, "
+            f"{len(audit.extra)} gone): netlink events were lost; resyncing"
+        )
+        log.error("ALERT: %s", message, extra={"fields": {
+            "kernel_routes": audit.routes, "view_routes": len(self.snapshot.routes)
+            if self.snapshot else 0, "mismatches_10min": len(self.mismatch_times)}})  # fmt: skip
+        self.last_error = message
+        self.liveness_suspect = frozenset()
+        self.next_liveness = now + s.liveness_confirm  # the resync must cure it
+        try:
+            snap = self.watcher.resync("resync: kernel view check found a difference")
+        except Exception as exc:
+            log.error("netlink resync failed: %s; retrying", exc)
+            self._unregister_watcher()
+            self._start_watcher()
+            return
+        self._new_snapshot(snap)
 
     def _verify_due(self) -> float:
         assert self.unverified_since is not None
@@ -568,7 +654,7 @@ class Daemon:
                 snap = self.watcher.resync(f"resync: {exc}")
             except Exception as again:
                 log.error("netlink resync failed: %s; retrying", again)
-                self._unregister("netlink")
+                self._unregister_watcher()
                 self._start_watcher()
                 return
         if snap is not None:
@@ -1014,7 +1100,17 @@ class Daemon:
             "max_prefixes": s.max_prefixes,
             "require_neighbor": s.require_neighbor,
             "announced_count": len(frr),
-            "frr_state_verified": self.unverified_since is None,
+            # Verified against FRR, and the kernel view it was decided from is sound.
+            "frr_state_verified": self.unverified_since is None and self.kernel_view_ok,
+            "kernel_view_ok": self.kernel_view_ok,
+            "kernel_view_mismatches": self.kernel_view_mismatches,
+            "healthy": (
+                self.frr_up
+                and not self.monitor.down
+                and self.unverified_since is None
+                and self.kernel_view_ok
+                and self.last_error is None
+            ),
             "ospf_daemons": [g.daemon for g in self.ospf_gates],
             "ospf_blocked": [str(p) for p in sorted(self.ospf_blocked, key=prefix_key)],
             "ospf_admission": "closed" if self.ospf_admission_closed else "open",

@@ -21,6 +21,7 @@ def resync_kind(cause: str) -> str:
         ("went down", "bridge-down"),
         ("changed state", "link-state"),
         ("interrupted", "dump-interrupted"),
+        ("kernel view check", "kernel-view-check"),
     ):
         if needle in text:
             return kind
@@ -55,6 +56,12 @@ class Metrics:
         )
         self.resyncs = Counter(
             "frrctl_netlink_resyncs_total", "Full netlink resyncs, by cause", ["cause"], registry=r
+        )
+        self.kernel_view_mismatches = Counter(
+            "frrctl_kernel_view_mismatches_total",
+            "Kernel view checks that found the kernel's routes differing from the watcher's view "
+            "(netlink events lost; the daemon resyncs)",
+            registry=r,
         )
         self.errors = Counter("frrctl_errors_total", "Errors, by kind", ["kind"], registry=r)
         self.frr_up = Gauge("frrctl_frr_up", "1 while FRR answers the driver", registry=r)

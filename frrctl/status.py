@@ -161,6 +161,11 @@ def format_status(status: dict[str, Any]) -> str:
             f"OSPF ({', '.join(status['ospf_daemons'])}): admission "
             f"{status.get('ospf_admission', 'open')}  blocked {len(status.get('ospf_blocked', []))}"
         )
+    if not status.get("kernel_view_ok", True):
+        lines.append(
+            f"UNHEALTHY: the kernel's routes differed from the daemon's view "
+            f"({status.get('kernel_view_mismatches', 0)} time(s)): netlink events were lost"
+        )
     if status.get("last_error"):
         lines.append(f"last error: {status['last_error']}")
     lines += [f"ALERT: {alert}" for alert in status.get("alerts", [])]

@@ -83,6 +83,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         help="seconds between checks of FRR's state when idle (default 30)",
     )
+    p.add_argument(
+        "--liveness-interval",
+        type=float,
+        help="seconds between checks of the kernel's routes against the daemon's view (default 10)",
+    )
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))  # fmt: skip
@@ -138,6 +143,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     from frrctl.daemon import Daemon, DaemonSettings, setup_logging
 
     setup_logging(args.log_format, args.log_level)
+    for flag in ("verify_interval", "liveness_interval"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     settings = DaemonSettings.from_inventory(
         args.inventory,
         _hostname(args),
@@ -147,6 +156,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         grpc_target=args.grpc_target,
         metrics_port=args.metrics_port,
         verify_interval=args.verify_interval,
+        liveness_interval=args.liveness_interval,
         grpc_guard=args.grpc_guard,
     )
     Daemon(settings).run()

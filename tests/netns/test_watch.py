@@ -229,3 +229,36 @@ def test_route_replaced_onto_other_device(ns: Netns) -> None:
         ns.ip("route", "replace", "192.0.2.30/32", "dev", "eth9")
         snap = wait_for(watcher, lambda s: "192.0.2.30/32" not in host_routes(s))
         assert [r.ifname for r in snap.routes if str(r.prefix) == "192.0.2.30/32"] == ["eth9"]
+
+
+def test_audit_finds_what_the_view_missed_and_nothing_when_in_sync(ns: Netns) -> None:
+    ns.ip("route", "add", "192.0.2.30/32", "dev", "cloudbr0")
+    ns.ip("route", "add", "2001:db8:100::30/128", "dev", "cloudbr0")
+    with NetlinkWatcher(netns=ns.name) as watcher:
+        watcher.start()
+        clean = watcher.audit()
+        assert clean is not None and not clean.differs and clean.routes >= 2
+        # The watcher does not read its events (a deaf daemon): the audit sees
+        # both what came and what went behind its back.
+        ns.ip("route", "add", "192.0.2.31/32", "dev", "cloudbr0")
+        ns.ip("route", "del", "192.0.2.30/32", "dev", "cloudbr0")
+        audit = watcher.audit()
+        assert audit is not None
+        assert {k[1] for k in audit.missing} == {int(ipaddress.ip_address("192.0.2.31"))}
+        assert {k[1] for k in audit.extra} == {int(ipaddress.ip_address("192.0.2.30"))}
+        wait_for(watcher, lambda s: "192.0.2.31/32" in host_routes(s))
+        after = watcher.audit()
+        assert after is not None and not after.differs
+
+
+def test_resync_reopens_the_socket_as_another_object(ns: Netns) -> None:
+    """What the daemon relies on to re-register it (issue 10, 4.1): the fd
+    number is usually the same, the object never is."""
+    with NetlinkWatcher(netns=ns.name) as watcher:
+        watcher.start()
+        before = watcher.selectable()
+        fd = before.fileno()
+        watcher.resync("resync: test")
+        after = watcher.selectable()
+        assert after is not before and before.fileno() == -1
+        print(f"fd before {fd}, after {after.fileno()}")

@@ -369,3 +369,145 @@ def test_tune_gc_freezes_the_startup_heap_and_keeps_cycles_collected() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+# -- issue 10, 4.1: the watcher's socket, and a daemon that stopped hearing the kernel --
+
+
+class FakeWatcher:
+    """The watcher as the daemon sees it: a socket to select on, a kernel audit, resync."""
+
+    def __init__(self) -> None:
+        import socket as socketlib
+
+        self.socketlib = socketlib
+        self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+        self.audits: list[object] = []  # AuditResult | None | Exception, popped in order
+        self.resyncs = 0
+
+    def selectable(self) -> object:
+        return self.sock
+
+    def audit(self) -> object:
+        item = self.audits.pop(0) if self.audits else clean_audit()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def resync(self, cause: str) -> KernelSnapshot:
+        # the real watcher closes its socket and opens another: same fd number, new object
+        self.sock.close()
+        self.sock = self.socketlib.socket(self.socketlib.AF_UNIX, self.socketlib.SOCK_DGRAM)
+        self.resyncs += 1
+        return snap(("192.0.2.30/32", "cloudbr0"), generation=1 + self.resyncs)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def clean_audit() -> object:
+    from frrctl.watch import AuditResult
+
+    return AuditResult(missing=frozenset(), extra=frozenset(), routes=1)
+
+
+def lost(*keys: int) -> object:
+    from frrctl.watch import AuditResult
+
+    return AuditResult(
+        missing=frozenset((2, k, 32, 254, 0, 0, 3) for k in keys), extra=frozenset(), routes=2
+    )
+
+
+@pytest.fixture
+def deaf(tmp_path: Path) -> tuple[Daemon, FakeWatcher]:
+    watcher = FakeWatcher()
+    d = Daemon(settings(tmp_path), driver=FakeDriver(), watcher=watcher, metrics=Metrics())  # type: ignore[arg-type]
+    d._new_snapshot(snap(("192.0.2.30/32", "cloudbr0")))
+    assert d.reconcile() and d.verify()
+    return d, watcher
+
+
+def test_resynced_watcher_socket_is_registered_again_under_the_same_fd(
+    deaf: tuple[Daemon, FakeWatcher],
+) -> None:
+    d, watcher = deaf
+    old = watcher.sock
+    fd = old.fileno()
+    d._new_snapshot(watcher.resync("resync: cloudbr0 went down"))
+    assert watcher.sock is not old
+    key = d._sel.get_key(watcher.sock)  # the new socket object, whatever its fd
+    assert key.fileobj is watcher.sock and key.data == "netlink"
+    assert len([k for k in d._sel.get_map().values() if k.data == "netlink"]) == 1
+    print(f"fd {fd} -> {watcher.sock.fileno()}")
+
+
+def test_a_lost_event_is_confirmed_before_acting(deaf: tuple[Daemon, FakeWatcher]) -> None:
+    d, watcher = deaf
+    watcher.audits = [lost(1), clean_audit()]  # in flight at the first check, then heard
+    d._check_liveness(100.0)
+    assert d.next_liveness == 100.0 + d.settings.liveness_confirm  # checked again soon
+    d._check_liveness(101.0)
+    assert watcher.resyncs == 0 and d.kernel_view_ok and d.kernel_view_mismatches == 0
+    assert d.next_liveness == 101.0 + d.settings.liveness_interval
+
+
+def test_deaf_watcher_is_caught_resynced_and_shown_unhealthy(
+    deaf: tuple[Daemon, FakeWatcher],
+) -> None:
+    d, watcher = deaf
+    status = d.status(peers=False)
+    assert status["healthy"] and status["frr_state_verified"] and status["kernel_view_ok"]
+    watcher.audits = [lost(1), lost(1)]  # the same difference twice: confirmed
+    d._check_liveness(100.0)
+    d._check_liveness(101.0)
+    assert watcher.resyncs == 1 and d.kernel_view_mismatches == 1
+    assert d.metrics.kernel_view_mismatches._value.get() == 1
+    status = d.status(peers=False)
+    assert status["kernel_view_ok"] is False and status["healthy"] is False
+    assert status["frr_state_verified"] is False
+    assert "UNHEALTHY" in format_status(status)
+    assert d._sel.get_key(watcher.sock).data == "netlink"  # the resynced socket is heard
+    d._check_liveness(102.0)  # the resync cured it: healthy again
+    assert d.kernel_view_ok and d.status(peers=False)["frr_state_verified"]
+    # it keeps happening (twice within 10 minutes): unhealthy although each resync cured it
+    watcher.audits = [lost(2), lost(2), clean_audit(), clean_audit()]
+    for now in (200.0, 201.0, 202.0, 212.0):
+        d._check_liveness(now)
+    assert d.kernel_view_mismatches == 2 and not d.kernel_view_ok
+    assert not d.status(peers=False)["healthy"]
+    d._check_liveness(800.0)  # a quiet 10 minutes later
+    assert d.kernel_view_ok
+
+
+def test_kernel_view_check_failure_is_logged_not_raised(deaf: tuple[Daemon, FakeWatcher]) -> None:
+    d, watcher = deaf
+    watcher.audits = [OSError("netlink: no buffer"), None]
+    d._check_liveness(100.0)
+    d._check_liveness(110.0)  # None: dump interrupted, inconclusive
+    assert watcher.resyncs == 0 and d.kernel_view_ok
+    assert d.next_liveness == 110.0 + d.settings.liveness_confirm
+
+
+# -- issue 10, 4.2: every pending timer bounds the loop's sleep --
+
+
+def test_loop_timeout_takes_the_earliest_pending_timer() -> None:
+    from frrctl.daemon import loop_timeout
+
+    assert loop_timeout(100.0, verify=130.0) == 30.0
+    assert loop_timeout(100.0, verify=130.0, repair=101.0, liveness=None) == 1.0
+    assert loop_timeout(100.0, verify=130.0, liveness=105.0, attempt=None) == 5.0
+    assert loop_timeout(100.0, verify=130.0, probe=0.1, repair=101.0) == 0.1
+    assert loop_timeout(100.0, verify=90.0, repair=101.0) == 0.0  # overdue: no sleep
+
+
+def test_idle_daemon_wakes_for_the_repair_after_a_zebra_restart(daemon: Daemon) -> None:
+    assert daemon.reconcile() and daemon.verify()  # idle: nothing pending, verify 30 s away
+    now = time.monotonic()
+    daemon.next_liveness = now + 60
+    assert daemon._timeout(now) > 25
+    daemon.repair_until, daemon.next_repair = now + 40, now + 1  # zebra came back
+    assert daemon._timeout(now) == pytest.approx(1.0, abs=0.01)
+    daemon.frr_up = False  # FRR away: the probe interval rules
+    assert daemon._timeout(now) == daemon.settings.probe_interval
