@@ -62,3 +62,30 @@ def test_plug_and_unplug_still_heard_after_a_netlink_resync(running: Lab) -> Non
     status = lab.status(peers=False)
     assert status["kernel_view_ok"] is True and status["kernel_view_mismatches"] == 0
     assert set(GOOD) <= set(lab.peer_has())
+
+
+def test_idle_daemon_repairs_after_a_zebra_restart_without_being_asked(running: Lab) -> None:
+    """A plug just after zebra comes back reaches the peer within a bound with
+    no `status` call poking the loop (the repair timer wakes it, issue 10, 4.2)."""
+    lab = running
+    # No other timer may wake the loop in the window: verify and the kernel
+    # view check a minute away (argparse takes the last --verify-interval).
+    lab.daemons[-1].stop()
+    daemon = lab.start_daemon("--verify-interval", "60", "--liveness-interval", "60")
+    lab.host.kill("zebra")
+    lab.host.start("zebra", "hostname fg4-dhost\n")
+    back = time.monotonic()
+    lab.add_route("192.0.2.36/32")
+    took = wait(lambda: "192.0.2.36/32" in lab.peer_has(), 40, "plug after zebra came back")
+    print(
+        f"\n[{lab.driver}] plug after a zebra restart at the peer {took:.1f} s after zebra's start"
+    )
+    # bgpd reconnects to zebra within ~10 s; the repair runs every second after it
+    assert took < 20, took
+    assert time.monotonic() - back < 25
+    lab.del_route("192.0.2.36/32")
+    if lab.driver == "vtysh":
+        wait(lambda: "192.0.2.36/32" not in lab.peer_has(), 20, "unplug withdrawn")
+    assert daemon.alive()
+    daemon.stop()
+    lab.start_daemon()
