@@ -1,8 +1,10 @@
 """Fleet inventory: one YAML file -> a validated, immutable model.
 
-Keys are kebab-case as an operator writes them. Host settings default to the
-`defaults:` section and a host overrides any of them. Every error names the
-host and the key, so that `frrctl render` can say exactly what to fix.
+Keys are kebab-case as an operator writes them (snake_case is refused with the
+kebab-case spelling to use). Host settings default to the `defaults:` section
+and a host overrides any of them. Every error is one line naming the host and
+the key, so that `frrctl render` can say exactly what to fix. Nothing is
+reinterpreted: a YAML number that is not what the key means is refused.
 """
 
 from __future__ import annotations
@@ -25,12 +27,41 @@ from pydantic import (
 )
 
 from frrctl.errors import InventoryError
+from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.pools import PoolEntry, Pools
 
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Linux refuses '/', ':' and whitespace in interface names, and "." and "..".
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 ASN_MAX = 4294967295
+ASPLAIN_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+ASDOT_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+# ASNs no session may use: FRR takes them, the peer or the protocol does not.
+RESERVED_ASNS = {
+    23456: "AS_TRANS, the placeholder of 4-byte ASNs (RFC 6793)",
+    65535: "reserved (RFC 7300)",
+    4294967295: "reserved (RFC 7300)",
+}
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Ranges where no uplink address, neighbour, router-id or pool entry may lie.
+# The link-local ones hold the VM bridge's fixed gateways.
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), what)
+    for net, what in (
+        ("0.0.0.0/8", "unspecified"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", f"link-local, where the VM bridge's gateway {GATEWAY4} lives"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved or broadcast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("fe80::/10", f"link-local, where the VM bridge's gateway {GATEWAY6} lives"),
+        ("ff00::/8", "multicast"),
+    )
+)
 
 
 def _kebab(name: str) -> str:
@@ -38,32 +69,72 @@ def _kebab(name: str) -> str:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=_kebab, populate_by_name=True, frozen=True
-    )
+    # kebab-case only: no populate_by_name, so `router_id` is never a second spelling
+    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, frozen=True)
+
+
+def special_range(first: int, last: int, version: int) -> str | None:
+    """'169.254.0.0/16 (link-local, ...)' when [first, last] touches a special range."""
+    for net, what in SPECIAL_RANGES:
+        if (
+            net.version == version
+            and first <= int(net.broadcast_address)
+            and int(net.network_address) <= last
+        ):
+            return f"{net} ({what})"
+    return None
+
+
+def _ordinary(addr: IPAddress) -> IPAddress:
+    """The address itself, or ValueError when it is no unicast address of a real node."""
+    if reason := special_range(int(addr), int(addr), addr.version):
+        raise ValueError(f"{addr} is inside {reason}")
+    return addr
 
 
 def _ifname(value: str) -> str:
-    if not isinstance(value, str) or not IFNAME_RE.match(value):
+    if not isinstance(value, str) or not IFNAME_RE.match(value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a valid interface name (1-15 characters)")
     return value
 
 
 def _asn(value: Any) -> int:
-    """ASN as an integer; accepts asplain and asdot (`65000.1`) notation."""
-    if isinstance(value, bool):
-        raise ValueError("ASN must be a number")
-    if isinstance(value, str) and "." in value:
-        high, _, low = value.partition(".")
-        value = int(high) * 65536 + int(low)
-    asn = int(value)
+    """ASN as an integer from asplain (an integer) or asdot text ('65000.7').
+
+    YAML reads an unquoted `65000.7` as the decimal number 65000.7: refused,
+    never truncated into AS 65000.
+    """
+    if isinstance(value, float):
+        raise ValueError(
+            f"{value!r} was read by YAML as a decimal number, not an ASN: "
+            f"quote an asdot ASN ('{value!r}') or write it asplain"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not an ASN")
+    if isinstance(value, int):
+        asn = value
+    elif ASPLAIN_RE.match(value):
+        asn = int(value)
+    elif match := ASDOT_RE.match(value):
+        high, low = int(match[1]), int(match[2])
+        if high > 65535 or low > 65535:
+            raise ValueError(f"asdot ASN {value!r}: both parts must be 0..65535")
+        asn = high * 65536 + low
+    else:
+        raise ValueError(f"{value!r} is not an ASN (asplain 65001 or asdot '1.10')")
     if not 1 <= asn <= ASN_MAX:
         raise ValueError(f"ASN {asn} is outside 1..{ASN_MAX}")
+    if asn in RESERVED_ASNS:
+        raise ValueError(f"ASN {asn} is {RESERVED_ASNS[asn]}")
     return asn
 
 
 def _ipv4(value: Any) -> str:
-    return str(ipaddress.IPv4Address(str(value)))
+    return str(_ordinary(ipaddress.IPv4Address(str(value))))
+
+
+def _ipv6(value: Any) -> str:
+    return str(_ordinary(ipaddress.IPv6Address(str(value))))
 
 
 def _area(value: Any) -> str:
@@ -89,6 +160,7 @@ TextList = Annotated[list[str], BeforeValidator(_text_list)]
 IfName = Annotated[str, BeforeValidator(_ifname)]
 Asn = Annotated[int, BeforeValidator(_asn)]
 IPv4 = Annotated[str, BeforeValidator(_ipv4)]
+IPv6 = Annotated[str, BeforeValidator(_ipv6)]
 Area = Annotated[str, BeforeValidator(_area)]
 RemoteAs = Annotated[
     int | Literal["external", "internal"],
@@ -105,7 +177,10 @@ class PoolSpec(Model):
 
     @model_validator(mode="after")
     def _valid(self) -> PoolSpec:
-        self.build()  # raises ValueError naming the bad or overlapping entry
+        pools = self.build()  # raises ValueError naming the bad or overlapping entry
+        for entry in (*pools.ipv4, *pools.ipv6):
+            if reason := special_range(entry.first, entry.last, entry.version):
+                raise ValueError(f"pool entry {entry.text!r} overlaps {reason}")
         return self
 
 
@@ -120,9 +195,12 @@ class BgpUplink(Model):
     @field_validator("neighbors")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        out = [str(ipaddress.ip_address(str(v))) for v in value]
-        if len(set(out)) != len(out):
-            raise ValueError("a neighbor is listed twice")
+        out: list[str] = []
+        for text in value:
+            neighbor = str(_ordinary(ipaddress.ip_address(str(text))))
+            if neighbor in out:
+                raise ValueError(f"neighbor {neighbor} is listed twice")
+            out.append(neighbor)
         return out
 
     @model_validator(mode="after")
@@ -139,6 +217,18 @@ class OspfUplink(Model):
     cost: int | None = Field(default=None, ge=1, le=65535)
     bfd: bool | None = None
 
+    @field_validator("area")
+    @classmethod
+    def _not_backbone(cls, value: str) -> str:
+        # A hypervisor sits in its own NSSA area (frr.conf.j2), and the
+        # backbone cannot be one: ospfd refuses `area 0.0.0.0 nssa`.
+        if value == "0.0.0.0":
+            raise ValueError(
+                "area 0.0.0.0 is the backbone: a hypervisor's uplink is in its own "
+                "non-backbone area, rendered as an NSSA (which area 0 cannot be)"
+            )
+        return value
+
 
 class Uplink(Model):
     interface: IfName
@@ -148,31 +238,62 @@ class Uplink(Model):
     ospf6: OspfUplink | None = None
     bfd: bool | None = None
 
+    @field_validator("interface")
+    @classmethod
+    def _not_loopback(cls, value: str) -> str:
+        if value == "lo":
+            raise ValueError("the loopback cannot be an uplink")
+        return value
+
     @field_validator("addresses")
     @classmethod
     def _interfaces(cls, value: list[str]) -> list[str]:
-        out = []
+        out: list[str] = []
         for text in value:
             if "/" not in str(text):
                 raise ValueError(f"{text!r} needs a prefix length (e.g. 198.18.0.1/31)")
-            out.append(str(ipaddress.ip_interface(str(text))))
+            iface = ipaddress.ip_interface(str(text))
+            net = iface.network
+            if reason := special_range(
+                int(net.network_address), int(net.broadcast_address), net.version
+            ):
+                raise ValueError(f"{iface} overlaps {reason}")
+            if _reserved_in_subnet(iface.ip, net):
+                raise ValueError(f"{iface} is the {_reserved_in_subnet(iface.ip, net)}")
+            if any(ipaddress.ip_interface(o).network.overlaps(net) for o in out):
+                raise ValueError(f"{iface} overlaps another address of this uplink")
+            out.append(str(iface))
         return out
 
     @model_validator(mode="after")
     def _protocols(self) -> Uplink:
         if not (self.bgp or self.ospf or self.ospf6):
             raise ValueError(f"uplink {self.interface} runs no protocol (bgp, ospf or ospf6)")
-        nets = [ipaddress.ip_interface(a).network for a in self.addresses]
-        if self.ospf and not any(n.version == 4 for n in nets):
+        ifaces = [ipaddress.ip_interface(a) for a in self.addresses]
+        if self.ospf and not any(i.version == 4 for i in ifaces):
             raise ValueError(f"ospf on {self.interface} needs an IPv4 address in addresses")
-        if self.bgp:
+        if self.bgp and ifaces:
             for neighbor in self.bgp.neighbors:
-                addr = ipaddress.ip_address(neighbor)
-                if nets and not any(addr in n for n in nets):
-                    raise ValueError(
-                        f"neighbor {neighbor} is not on any address of {self.interface}"
-                    )
+                self._check_neighbor(ipaddress.ip_address(neighbor), ifaces)
         return self
+
+    def _check_neighbor(
+        self, addr: IPAddress, ifaces: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]
+    ) -> None:
+        """A numbered neighbour is another node on one of the uplink's subnets."""
+        if not any(i.version == addr.version for i in ifaces):
+            raise ValueError(
+                f"neighbor {addr} is IPv{addr.version} but {self.interface} has no "
+                f"IPv{addr.version} address"
+            )
+        for iface in ifaces:
+            if addr == iface.ip:
+                raise ValueError(f"neighbor {addr} is {self.interface}'s own address")
+            if addr in iface.network:
+                if what := _reserved_in_subnet(addr, iface.network):
+                    raise ValueError(f"neighbor {addr} is the {what}")
+                return
+        raise ValueError(f"neighbor {addr} is not on any address of {self.interface}")
 
     def interface_addresses(
         self, version: int
@@ -182,6 +303,19 @@ class Uplink(Model):
 
     def has_bfd(self, host_default: bool) -> bool:
         return bool(self.bfd if self.bfd is not None else host_default)
+
+
+def _reserved_in_subnet(addr: IPAddress, net: IPNetwork) -> str | None:
+    """The network/broadcast address of an IPv4 subnet (/31 and /32 have none), or
+    an IPv6 subnet's Subnet-Router anycast address (none on /127 and /128)."""
+    if net.version == 4 and net.prefixlen <= 30:
+        if addr == net.network_address:
+            return f"network address of {net}"
+        if addr == net.broadcast_address:
+            return f"broadcast address of {net}"
+    if net.version == 6 and net.prefixlen <= 126 and addr == net.network_address:
+        return f"Subnet-Router anycast address of {net}"
+    return None
 
 
 class ControllerSettings(Model):
@@ -224,21 +358,50 @@ class Host(HostSettings):
 
     @model_validator(mode="after")
     def _complete(self) -> Host:
+        # A host-level check has no pydantic location below the host: each
+        # message starts with the key it is about.
         if not self.uplinks:
-            raise ValueError("no uplinks (set them on the host or in defaults)")
+            raise ValueError("key 'uplinks': no uplinks (set them on the host or in defaults)")
         names = [u.interface for u in self.uplinks]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"uplink interface {name} is listed twice")
+                raise ValueError(f"key 'uplinks': uplink interface {name} is listed twice")
         if any(u.bgp for u in self.uplinks) and self.asn is None:
-            raise ValueError("BGP uplinks need asn (on the host or in defaults)")
-        for uplink in self.uplinks:
+            raise ValueError("key 'asn': BGP uplinks need asn (on the host or in defaults)")
+        for index, uplink in enumerate(self.uplinks):
             if uplink.bgp and uplink.bgp.remote_as is None and self.remote_as is None:
                 raise ValueError(
-                    f"BGP on {uplink.interface} needs remote-as "
-                    "(on the uplink, the host or in defaults)"
+                    f"key 'uplinks[{index}].bgp.remote-as': BGP on {uplink.interface} needs "
+                    "remote-as (on the uplink, the host or in defaults)"
                 )
+        self._check_uplinks_apart()
         return self
+
+    def _check_uplinks_apart(self) -> None:
+        """No subnet on two uplinks, no neighbour on two, none that is the host itself:
+        FRR would get duplicate `neighbor` statements or refuse them at load."""
+        nets: dict[IPNetwork, str] = {}
+        own: set[IPAddress] = set()
+        for index, uplink in enumerate(self.uplinks):
+            for iface in uplink.interface_addresses(4) + uplink.interface_addresses(6):
+                for net, other in nets.items():
+                    if net.overlaps(iface.network):
+                        raise ValueError(
+                            f"key 'uplinks[{index}].addresses': {iface} overlaps {other}"
+                        )
+                nets[iface.network] = f"{iface} on {uplink.interface}"
+                own.add(iface.ip)
+        where: dict[str, str] = {}
+        for index, uplink in enumerate(self.uplinks):
+            for neighbor in uplink.bgp.neighbors if uplink.bgp else []:
+                key = f"key 'uplinks[{index}].bgp.neighbors'"
+                if ipaddress.ip_address(neighbor) in own:
+                    raise ValueError(f"{key}: neighbor {neighbor} is an address of this host")
+                if neighbor in where:
+                    raise ValueError(
+                        f"{key}: neighbor {neighbor} is also a neighbor on {where[neighbor]}"
+                    )
+                where[neighbor] = uplink.interface
 
     @property
     def runs_bgp(self) -> bool:
@@ -270,20 +433,10 @@ class Host(HostSettings):
 
 
 class Fabric(Model):
+    """The VM bridge; its gateways are fixed (frrctl.host.GATEWAY4/6), never set here."""
+
     bridge: IfName = "cloudbr0"
-    gateway4: str = "169.254.0.1"
-    gateway6: str = "fe80::1"
     pools: PoolSpec = Field(default_factory=PoolSpec)
-
-    @field_validator("gateway4")
-    @classmethod
-    def _gw4(cls, value: str) -> str:
-        return str(ipaddress.IPv4Address(value))
-
-    @field_validator("gateway6")
-    @classmethod
-    def _gw6(cls, value: str) -> str:
-        return str(ipaddress.IPv6Address(value))
 
 
 class LabVm(Model):
@@ -325,7 +478,7 @@ class LabUpstream(Model):
     asn: Asn = 65000
     router_id: IPv4 = "198.51.100.254"
     loopback4: IPv4 = "198.51.100.254"
-    loopback6: str = "2001:db8:ff::1"
+    loopback6: IPv6 = "2001:db8:ff::1"
     # Extra prefixes the upstream sends to every host: they must never reach
     # a host's kernel (guards: default-only import, FIB filter).
     extra_prefixes: list[str] = Field(
@@ -393,18 +546,18 @@ def _merge_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _where(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
-    """Turn a pydantic location into 'host "hv1": uplinks[0].bgp.remote-as'."""
+    """Turn a pydantic location into "host 'hv1': key 'uplinks[0].bgp.remote-as'"."""
     parts = list(loc)
     prefix = ""
     if len(parts) >= 2 and parts[0] == "hosts" and isinstance(parts[1], int):
         host = raw["hosts"][parts[1]]
         name = host.get("hostname") if isinstance(host, Mapping) else None
-        prefix = f"host {name!r}: " if name else f"hosts[{parts[1]}]: "
+        prefix = f"host {name!r}" if isinstance(name, str) and name else f"hosts[{parts[1]}]"
         parts = parts[2:]
     elif len(parts) >= 3 and parts[:2] == ["lab", "vms"] and isinstance(parts[2], int):
         vm = raw["lab"]["vms"][parts[2]]
         name = vm.get("name") if isinstance(vm, Mapping) else None
-        prefix = f"lab VM {name!r}: " if name else f"lab.vms[{parts[2]}]: "
+        prefix = f"lab VM {name!r}" if isinstance(name, str) and name else f"lab.vms[{parts[2]}]"
         parts = parts[3:]
     key = ""
     for part in parts:
@@ -412,19 +565,52 @@ def _where(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
             key += f"[{part}]"
         elif not str(part).startswith(("function-", "literal[")):
             key += ("." if key else "") + str(part)
-    return prefix + (f"key {key!r}" if key else "entry")
+    return ": ".join(p for p in (prefix, f"key {key!r}" if key else "") if p)
+
+
+def _unknown_key(loc: Sequence[int | str]) -> str:
+    if loc[-2:] in (("fabric", "gateway4"), ("fabric", "gateway6")):
+        return f"the gateways are fixed at {GATEWAY4} and {GATEWAY6} on every host: remove the key"
+    return "unknown key"
 
 
 def _format(error: ValidationError, raw: Mapping[str, Any]) -> str:
-    lines = []
+    """One line: the first error, and how many more there are."""
+    lines: list[str] = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = _unknown_key(item["loc"])
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"{_where(item['loc'], raw)}: {message}")
-    return "invalid inventory:\n  " + "\n  ".join(dict.fromkeys(lines))
+        where = _where(item["loc"], raw)
+        lines.append(f"{where}: {message}" if where else message)
+    unique = list(dict.fromkeys(lines))
+    more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
+    return _one_line(unique[0] + more)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_kebab(raw: Mapping[str, Any]) -> None:
+    """Keys are kebab-case everywhere: `router_id` is refused, never a second spelling."""
+
+    def walk(node: Any, loc: tuple[int | str, ...]) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and "_" in key:
+                    where = _where((*loc, key), raw)
+                    raise InventoryError(
+                        f"{where}: keys are kebab-case: write {_kebab(key)!r}, not {key!r}"
+                    )
+                walk(value, (*loc, key))
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, (*loc, index))
+
+    walk(raw, ())
 
 
 def _cross_checks(fleet: Fleet) -> None:
@@ -458,6 +644,7 @@ def _cross_checks(fleet: Fleet) -> None:
                     )
     if fleet.fabric.pools.build().is_empty():
         raise InventoryError("fabric: key 'pools': no pools: nothing could ever be announced")
+    _check_uplinks_apart_from_pools(fleet)
     owners: dict[str, str] = {}
     names: set[str] = set()
     macs: set[str] = set()
@@ -484,6 +671,31 @@ def _cross_checks(fleet: Fleet) -> None:
                 )
 
 
+def _check_uplinks_apart_from_pools(fleet: Fleet) -> None:
+    """An uplink address belongs to one host, and its subnet is no VM's: a pool
+    overlapping it would let a VM take the host's or its router's address."""
+    pools = fleet.fabric.pools.build()
+    owners: dict[IPAddress, str] = {}
+    for host in fleet.hosts:
+        for index, uplink in enumerate(host.uplinks):
+            where = f"host {host.hostname!r}: key 'uplinks[{index}].addresses'"
+            for iface in uplink.interface_addresses(4) + uplink.interface_addresses(6):
+                if iface.ip in owners:
+                    raise InventoryError(
+                        f"{where}: {iface.ip} is already an uplink address of {owners[iface.ip]}"
+                    )
+                owners[iface.ip] = f"host {host.hostname!r}"
+                net = iface.network
+                for entry in pools.entries(net.version):
+                    if (
+                        entry.first <= int(net.broadcast_address)
+                        and int(net.network_address) <= entry.last
+                    ):
+                        raise InventoryError(
+                            f"{where}: {iface} overlaps the fabric pool entry {entry.text!r}"
+                        )
+
+
 def _entry_inside(entry: PoolEntry, pools: Pools) -> bool:
     """True when a whole pool entry lies inside one entry of `pools`."""
     return any(
@@ -496,6 +708,7 @@ def parse_inventory(raw: Any) -> Fleet:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, Mapping):
         raise InventoryError("invalid inventory: the top level must be a mapping")
+    _check_kebab(raw)
     data = _merge_defaults(raw)
     try:
         fleet = Fleet.model_validate(data)
@@ -513,10 +726,34 @@ def load_inventory(path: str | Path) -> Fleet:
     except OSError as exc:
         raise InventoryError(f"cannot read inventory {path}: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as exc:
-        raise InventoryError(f"{path}: not valid YAML: {exc}") from None
+        raise InventoryError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     try:
         return parse_inventory(raw)
     except InventoryError as exc:
-        raise InventoryError(f"{path}: {exc}") from None
+        raise InventoryError(_one_line(f"{path}: {exc}")) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose integers are decimal only. YAML 1.1 reads `0101` as octal
+    65, `1:05` as sexagesimal 65 and `0x41` as 65: such a scalar stays the text
+    it was written as, so that a check refuses it instead of taking another
+    number (an unquoted MAC address stays the MAC address)."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    text = str(loader.construct_scalar(node))
+    return int(text) if DECIMAL_RE.match(text) else text
+
+
+DECIMAL_RE = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines; keep where and what."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return _one_line(str(exc))

@@ -14,7 +14,10 @@ Policy written into every frr.conf:
   left matching only the interface and let anything on the bridge through
   (seen in the lab with FRR 8.4; tests/lab guards it);
 - to every BGP uplink only the pool host routes (`cloud-pool-v4/v6 out`), from
-  every uplink only the default route (`default-only-v4/v6 in`);
+  every uplink only the default route (`default-only-v4/v6 in`), in every
+  family the session is active in. `no bgp default ipv4-unicast`: a neighbour
+  is active only where it is activated next to both lists, never in IPv4 by
+  FRR's default (an IPv6 session would carry unfiltered IPv4);
 - zebra installs from BGP, OSPF and OSPFv3 only the default route
   (`ip protocol ... route-map fib-default-only`), and OSPF hosts sit in their
   own NSSA area: a hypervisor never carries the fabric's host routes.
@@ -31,6 +34,7 @@ import jinja2
 
 from frrctl.frr import ospf
 from frrctl.frr.gate import Gate
+from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
 from frrctl.pools import Pools
@@ -181,7 +185,7 @@ class Family:
     route_map: str  # the route-map of `redistribute kernel` (when redistribute)
     import_list: str
     export_list: str
-    neighbors: list[tuple[Neighbor, bool]]  # (neighbor, active in this family)
+    neighbors: list[Neighbor]  # active in this family, each with both lists
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,8 @@ def bgp_section(host: Host) -> Bgp | None:
     gate = grpc_gate(host)
     families = []
     for version in (4, 6):
-        members = [(n, version in n.versions) for n in neighbors]
-        if not any(active for _, active in members):
+        members = [n for n in neighbors if version in n.versions]
+        if not members:
             continue
         families.append(
             Family(
@@ -331,6 +335,8 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         ),
         "uplinks": [_uplink_summary(u) for u in host.uplinks],
         "gateway_mac": GATEWAY_MAC,
+        "gateway4": GATEWAY4,
+        "gateway6": GATEWAY6,
         "sysctls": sorted(bridge_sysctls(fabric.bridge).items()),
     }
     files = {
