@@ -40,7 +40,6 @@ from frrctl.host.netlink import (
     Op,
     RouteInfo,
 )
-from frrctl.host.nft import TABLE as NFT_TABLE
 from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
 from frrctl.host.state import Instance, StateStore
 from frrctl.host.validate import eui64_link_local
@@ -321,7 +320,7 @@ class Host:
                     lls=[str(a) for a in lls], any_ll=any_ll)  # fmt: skip
         nft_ok = (
             table.chains.get(chain) == f"frrctl {digest}"
-            and table.elements.get(new.port) == chain
+            and table.bound(chain, new.port)
             and table.rule_counts.get(chain, 0) == len(rules)
         )
         enslave = port_link.master != br.index
@@ -409,14 +408,7 @@ class Host:
             return done
         table = self.nft.instance_view(inst.name)
         chain = chain_name(inst.name)
-        self.nft.run(
-            unplug_script(
-                inst.name,
-                inst.port,
-                have_element=table.elements.get(inst.port) == chain,
-                have_chain=chain in table.chains,
-            )
-        )
+        self.nft.run(unplug_script(inst.name, have_chain=chain in table.chains))
         link = self.nl.link(inst.port)
         br = self.nl.link(self.bridge)
         if link is None or br is None or link.master != br.index:
@@ -445,13 +437,7 @@ class Host:
                     _, name, port, previous = item
                     view = self.nft.instance_view(name)
                     if previous is None:
-                        chain = chain_name(name)
-                        self.nft.run(unplug_script(
-                            name, port, have_element=view.elements.get(port) == chain,
-                            have_chain=chain in view.chains,
-                        ))  # fmt: skip
-                        if set(view.elements) <= {port}:
-                            self.nft.run(f"delete table bridge {NFT_TABLE}\n")
+                        self.nft.run(unplug_script(name, chain_name(name) in view.chains))
                     else:
                         self.nft.run(plug_script(name, port, previous, view))
                 elif item[0] == "down":
@@ -602,8 +588,8 @@ class Host:
                     table.rule_counts.get(chain, 0) != len(self._rules(inst))
                 ):
                     drift.append({"port": inst.port, "problem": "nftables rules differ"})
-                elif table.elements.get(inst.port) != chain:
-                    drift.append({"port": inst.port, "problem": "nftables port map entry missing"})
+                elif not table.bound(chain, inst.port):
+                    drift.append({"port": inst.port, "problem": "nftables guard on another port"})
             entry: dict[str, Any] = inst.to_json()
             entry["ok"] = not drift
             entry["drift"] = drift
@@ -614,10 +600,13 @@ class Host:
             (a for a, r in routes.items() if a not in recorded and r.proto == RTPROT_BOOT),
             key=lambda a: (a.version, int(a)),
         )
-        return {
+        listing: dict[str, Any] = {
             "bridge": self.bridge,
             "bridge_present": br is not None,
             "instances": out,
             "drift": sum(len(e["drift"]) for e in out),
             "unrecorded_routes": [str(a) for a in unmanaged],
         }
+        if counters:  # what the host's own guard dropped from every VM of the bridge
+            listing["host_drops"] = self.nft.host_counters(self.bridge)
+        return listing

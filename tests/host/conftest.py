@@ -97,7 +97,7 @@ class HostNs:
                     self.run("ip", "-j", fam, "neigh", "show", "nud", "permanent").stdout
                 )
             )
-        out["nft"] = self.run("nft", "list", "table", "bridge", "frrctl", check=False).stdout
+        out["nft"] = self.run("nft", "list", "table", "netdev", "frrctl", check=False).stdout
         return out
 
     def add_guest(

@@ -307,7 +307,7 @@ def test_repair_after_a_reboot(hostns: HostNs) -> None:
                   "2001:db8:100::31", "--port", g1.port)  # fmt: skip
     hostns.frrctl("instance", "plug", "vm2", "--mac", MAC2, "--ip", "192.0.2.32")
     hostns.run("ip", "link", "del", "cloudbr0")
-    hostns.run("nft", "delete", "table", "bridge", "frrctl")
+    hostns.run("nft", "delete", "table", "netdev", "frrctl")
     assert hostns.frrctl_json("instance", "list")["instances"][0]["drift"]
     hostns.frrctl("host", "setup")
     out = hostns.frrctl_json("instance", "repair")

@@ -62,7 +62,7 @@ def test_unplug_after_the_port_left(hostns: HostNs) -> None:
     assert {"port": g.port, "problem": "port missing"} in listing["instances"][0]["drift"]
     out = a.frrctl_json("instance", "unplug", "vm1")
     assert out["changed"]
-    assert "vm_vm1_" not in a.run("nft", "list", "table", "bridge", "frrctl").stdout
+    assert "vm_vm1_" not in a.run("nft", "list", "table", "netdev", "frrctl").stdout
     assert a.run("ip", "neigh", "show", "nud", "permanent").stdout.strip() == ""
 
 

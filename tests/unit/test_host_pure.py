@@ -17,6 +17,7 @@ from frrctl.host.nft import (
     PortTable,
     chain_name,
     host_script,
+    parse_table,
     plug_script,
     port_rules,
     rules_hash,
@@ -128,21 +129,47 @@ def test_chain_names_are_valid_and_distinct() -> None:
 
 def test_scripts() -> None:
     rules = port_rules(MAC, [A4], [eui64_link_local(MAC)])
-    script = plug_script("vm1", "tap1", rules, PortTable({}, {}))
+    script = plug_script("vm1", "tap1", rules, PortTable.empty())
     chain = chain_name("vm1")
-    assert f'comment "frrctl {rules_hash(rules, "tap1")}"' in script
-    assert script.rstrip().endswith(f'add element bridge frrctl ports {{ "tap1" : jump {chain} }}')
+    assert (
+        f'add chain netdev frrctl {chain} {{ type filter hook ingress device "tap1" '
+        f'priority -500; policy drop; comment "frrctl {rules_hash(rules, "tap1")}"; }}'
+    ) in script
+    assert script.rstrip().endswith(
+        f'add rule netdev frrctl {chain} counter drop comment "ethertype"'
+    )
     assert "delete" not in script
-    again = plug_script("vm1", "tap2", rules, PortTable({chain: "x"}, {"tap1": chain}))
-    assert 'delete element bridge frrctl ports { "tap1" }' in again
-    assert f"delete chain bridge frrctl {chain}" in again
-    assert unplug_script("vm1", "tap1", True, True).splitlines() == [
-        'delete element bridge frrctl ports { "tap1" }',
-        f"flush chain bridge frrctl {chain}",
-        f"delete chain bridge frrctl {chain}",
+    # moved to tap2, while another instance's stale chain still hooks tap2: both go
+    table = PortTable({chain: "x", "vm_old": ""}, {chain: "tap1", "vm_old": "tap2"})
+    again = plug_script("vm1", "tap2", rules, table)
+    assert f"delete chain netdev frrctl {chain}" in again
+    assert "delete chain netdev frrctl vm_old" in again
+    assert unplug_script("vm1", True).splitlines() == [
+        f"flush chain netdev frrctl {chain}",
+        f"delete chain netdev frrctl {chain}",
     ]
-    assert unplug_script("vm1", None, False, False) == ""
-    assert 'oifname "cloudbr0" icmpv6 type nd-redirect' in host_script("cloudbr0")
+    assert unplug_script("vm1", False) == ""
+    host = host_script("cloudbr0")
+    assert 'oifname "cloudbr0" icmpv6 type nd-redirect' in host
+    assert 'add rule inet frrctl in_cloudbr0 counter drop comment "host-input"' in host
+    assert "delete table bridge frrctl" in host  # the guard before netdev ingress
+
+
+def test_parse_table() -> None:
+    text = (
+        "table inet frrctl {\n\tchain in_br {\n\t\ttype filter hook input priority filter;\n"
+        "\t\tcounter packets 0 bytes 0 drop\n\t}\n}\n"
+        'table netdev frrctl {\n\tchain vm_a {\n\t\tcomment "frrctl 12"\n'
+        '\t\ttype filter hook ingress device "tap1" priority -500; policy drop;\n'
+        '\t\tether saddr != 52:54:00:00:00:01 counter packets 0 bytes 0 drop comment "mac"\n'
+        "\t\tcounter packets 3 bytes 9 drop\n\t}\n"
+        '\tchain vm_b {\n\t\ttype filter hook ingress device "tap2" priority -500;\n\t}\n}\n'
+    )
+    table = parse_table(text)
+    assert table.chains == {"vm_a": "frrctl 12", "vm_b": ""}
+    assert table.devices == {"vm_a": "tap1", "vm_b": "tap2"}
+    assert table.rule_counts == {"vm_a": 2, "vm_b": 0}
+    assert table.bound("vm_a", "tap1") and not table.bound("vm_a", "tap2")
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nft")
@@ -156,7 +183,7 @@ def test_rendered_rules_pass_nft_check() -> None:
         port_rules(MAC, [A4, ipaddress.ip_address("198.51.100.4"), A6], [ll], any_link_local=True),
     ]
     for i, rules in enumerate(variants):
-        script = plug_script(f"vm{i}", f"tap{i}", rules, PortTable({}, {})) + host_script("br0")
+        script = plug_script(f"vm{i}", f"tap{i}", rules, PortTable.empty()) + host_script("br0")
         proc = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True,
                               text=True)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
