@@ -1,4 +1,4 @@
-"""Every rendered config of the edge-case fleet, loaded into a real FRR, is a fixed point.
+"""Every rendered config (example and edge-case fleets), loaded into a real FRR, is a fixed point.
 
 `frr-reload.py --test` must find nothing to change: the file is written the
 way FRR prints it back, so a later reload never touches a session.
@@ -22,18 +22,24 @@ pytestmark = [needs_lab, pytest.mark.lab]
 EDGE = ROOT / "tests" / "data" / "edge-fleet.yaml"
 FLEET = load_inventory(EDGE)
 RENDERED = render_fleet(FLEET)
+EXAMPLE = load_inventory(ROOT / "examples" / "fleet.yaml")
+FLEETS = {"edge": (FLEET, RENDERED), "example": (EXAMPLE, render_fleet(EXAMPLE))}
+CASES = [
+    (name, host) for name, (_, rendered) in sorted(FLEETS.items()) for host in sorted(rendered)
+]
 
 
-@pytest.mark.parametrize("hostname", sorted(RENDERED))
-def test_edge_config_is_a_fixed_point(hostname: str) -> None:
-    files = RENDERED[hostname]
+@pytest.mark.parametrize(("fleet_name", "hostname"), CASES)
+def test_rendered_config_is_a_fixed_point(fleet_name: str, hostname: str) -> None:
+    fleet, rendered = FLEETS[fleet_name]
+    files = rendered[hostname]
     tag = secrets.token_hex(3)
     ns, peer = f"fp{tag}-{hostname}", f"fp{tag}-peer"
     workdir = Path(f"/run/frrctl-fp-{tag}")
     try:
         netns.add_namespace(ns)
         netns.add_namespace(peer)
-        for uplink in FLEET.host(hostname).uplinks:
+        for uplink in fleet.host(hostname).uplinks:
             netns.veth(ns, uplink.interface, peer, uplink.interface)
             netns.ip(ns, "link", "set", uplink.interface, "up")
         netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")

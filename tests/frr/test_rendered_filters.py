@@ -1,0 +1,134 @@
+"""Every BGP session of every rendered host carries both prefix-lists in every family it is
+active in, as real bgpd sees it (`show bgp neighbors json`).
+
+FRR activates a neighbour in IPv4 unicast by default, also an IPv6 one: a family
+that the config never mentions is active with no filter at all (issue 10, 3.2).
+The check reads what bgpd holds, not the rendered text, so it catches that.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from frrctl.inventory import Fleet, load_inventory
+from frrctl.lab import netns
+from frrctl.lab.runner import _enabled, _prepare_dir, _start_frr
+from frrctl.render import DEFAULT_LIST, POOL_LIST, bgp_section, render_fleet
+from tests.conftest import ROOT, needs_lab
+
+pytestmark = [needs_lab, pytest.mark.lab]
+FLEETS = {
+    "example": load_inventory(ROOT / "examples" / "fleet.yaml"),
+    "edge": load_inventory(ROOT / "tests" / "data" / "edge-fleet.yaml"),
+}
+RENDERED = {name: render_fleet(fleet) for name, fleet in FLEETS.items()}
+HOSTS = [(name, host) for name in sorted(FLEETS) for host in sorted(RENDERED[name])]
+# bgpd's JSON names (bgpd/bgp_vty.c, FRR 8.4.4: bgp_show_peer_afi, get_afi_safi_str)
+FAMILY_KEY = {4: "ipv4Unicast", 6: "ipv6Unicast"}
+IN_KEY, OUT_KEY = "incomingUpdatePrefixFilterList", "outgoingUpdatePrefixFilterList"
+
+
+def unfiltered(neighbors: dict[str, Any]) -> list[str]:
+    """'NEIGHBOR FAMILY: no in/out prefix-list' for every active family lacking one."""
+    problems = []
+    for name, neighbor in sorted(neighbors.items()):
+        for family, info in sorted(neighbor.get("addressFamilyInfo", {}).items()):
+            for key, what in ((IN_KEY, "inbound"), (OUT_KEY, "outbound")):
+                if not info.get(key):
+                    problems.append(f"{name} {family}: no {what} prefix-list")
+    return problems
+
+
+def families(neighbors: dict[str, Any]) -> dict[str, dict[str, tuple[str, str]]]:
+    """{neighbor: {family: (in list, out list)}} as bgpd holds them."""
+    return {
+        name: {
+            family: (info.get(IN_KEY, ""), info.get(OUT_KEY, ""))
+            for family, info in neighbor.get("addressFamilyInfo", {}).items()
+        }
+        for name, neighbor in neighbors.items()
+    }
+
+
+def expected_families(fleet: Fleet, hostname: str) -> dict[str, dict[str, tuple[str, str]]]:
+    bgp = bgp_section(fleet.host(hostname))
+    assert bgp is not None
+    return {
+        n.name: {FAMILY_KEY[v]: (DEFAULT_LIST[v], POOL_LIST[v]) for v in sorted(n.versions)}
+        for n in bgp.neighbors
+    }
+
+
+@contextmanager
+def running_host(fleet: Fleet, hostname: str, files: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """The host's rendered frr.conf loaded into its daemons, in a namespace of its own
+    with its uplinks (veths to a peer namespace) and the bridge; yields (ns, vty dir)."""
+    tag = secrets.token_hex(3)
+    ns, peer = f"rf{tag}-{hostname}", f"rf{tag}-peer"
+    workdir = Path(f"/run/frrctl-rf-{tag}")
+    try:
+        netns.add_namespace(ns)
+        netns.add_namespace(peer)
+        for uplink in fleet.host(hostname).uplinks:
+            netns.veth(ns, uplink.interface, peer, uplink.interface)
+            netns.ip(ns, "link", "set", uplink.interface, "up")
+            for address in uplink.addresses:
+                netns.ip(ns, "addr", "add", address, "dev", uplink.interface)
+        netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
+        _prepare_dir(workdir)
+        conf = workdir / "frr.conf"
+        conf.write_text(files["frr.conf"])
+        _start_frr(ns, hostname, workdir, ["zebra", *_enabled(files["daemons"])], conf)
+        yield ns, workdir / "vty"
+    finally:
+        netns.delete_namespace(ns)
+        netns.delete_namespace(peer)
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
+
+
+def show_neighbors(ns: str, vty: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(netns.vtysh(ns, vty, "show bgp neighbors json"))
+    return data
+
+
+def test_every_bgp_host_is_checked() -> None:
+    """The parametrised test below covers every host that runs BGP; the others run none."""
+    for fleet_name, hostname in HOSTS:
+        host = FLEETS[fleet_name].host(hostname)
+        assert ("router bgp" in RENDERED[fleet_name][hostname]["frr.conf"]) is host.runs_bgp
+    assert sum(FLEETS[f].host(h).runs_bgp for f, h in HOSTS) == 6
+
+
+@pytest.mark.parametrize(("fleet_name", "hostname"), HOSTS)
+def test_every_active_family_has_both_prefix_lists(fleet_name: str, hostname: str) -> None:
+    fleet = FLEETS[fleet_name]
+    if not fleet.host(hostname).runs_bgp:
+        pytest.skip(f"{hostname} runs no BGP")
+    with running_host(fleet, hostname, RENDERED[fleet_name][hostname]) as (ns, vty):
+        neighbors = show_neighbors(ns, vty)
+        assert unfiltered(neighbors) == []
+        # Active exactly in the families the inventory gives each session, with the
+        # right lists: an IPv6 session is not active in IPv4, and the reverse.
+        assert families(neighbors) == expected_families(fleet, hostname)
+        # The check can fail: a family left without its outbound list is reported.
+        name, active = sorted(families(neighbors).items())[0]
+        family = sorted(active)[0]
+        afi = "ipv4" if family == "ipv4Unicast" else "ipv6"
+        netns.vtysh(
+            ns,
+            vty,
+            "configure terminal",
+            f"router bgp {fleet.host(hostname).asn}",
+            f"address-family {afi} unicast",
+            f"no neighbor {name} prefix-list {active[family][1]} out",
+        )
+        assert unfiltered(show_neighbors(ns, vty)) == [f"{name} {family}: no outbound prefix-list"]
