@@ -40,6 +40,8 @@ from frrctl.host.netlink import (
     Op,
     RouteInfo,
 )
+from frrctl.host.nft import FAMILY as NFT_FAMILY
+from frrctl.host.nft import TABLE as NFT_TABLE
 from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
 from frrctl.host.state import Instance, StateStore
 from frrctl.host.validate import eui64_link_local
@@ -437,7 +439,10 @@ class Host:
                     _, name, port, previous = item
                     view = self.nft.instance_view(name)
                     if previous is None:
-                        self.nft.run(unplug_script(name, chain_name(name) in view.chains))
+                        chain = chain_name(name)
+                        self.nft.run(unplug_script(name, chain in view.chains))
+                        if set(view.chains) <= {chain}:  # the plug created the table too
+                            self.nft.run(f"delete table {NFT_FAMILY} {NFT_TABLE}\n")
                     else:
                         self.nft.run(plug_script(name, port, previous, view))
                 elif item[0] == "down":
