@@ -10,9 +10,10 @@ import pytest
 
 from frrctl.cli import main
 from frrctl.frrcheck import check_config
+from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.inventory import load_inventory
 from frrctl.pools import Pools
-from frrctl.render import prefix_list_lines, render_fleet, render_host
+from frrctl.render import bgp_section, prefix_list_lines, render_fleet, render_host
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -190,3 +191,54 @@ def test_ospf_admission_starts_closed_only_in_controller_mode() -> None:
                 kw = "ip" if version == 4 else "ipv6"
                 sentinel = f"{kw} prefix-list frrctl-admit-v{version} seq 4294967295 permit any"
                 assert (sentinel in conf) is (controller and runs), (host, version)
+
+
+def _bgp_families(conf: str) -> dict[str, dict[str, set[str]]]:
+    """{family: {neighbor: lines}} of the `router bgp` section of a rendered frr.conf."""
+    section = conf.split("\nrouter bgp ", 1)[1].split("\nexit\n", 1)[0]
+    out: dict[str, dict[str, set[str]]] = {}
+    for block in section.split(" address-family ")[1:]:
+        name = block.split()[0]
+        for line in block.splitlines()[1:]:
+            words = line.split()
+            if words[:1] == ["neighbor"]:
+                out.setdefault(name, {}).setdefault(words[1], set()).add(" ".join(words[2:]))
+    return out
+
+
+def test_every_session_is_active_only_where_activated_with_both_lists() -> None:
+    """FRR activates every neighbour in IPv4 unless told not to: each BGP config
+    turns that off and activates each session in its families, next to both lists."""
+    for path in CASES.values():
+        fleet = load_inventory(path)
+        for hostname, files in render_fleet(fleet).items():
+            host = fleet.host(hostname)
+            bgp = bgp_section(host)
+            if bgp is None:
+                continue
+            conf = files["frr.conf"]
+            assert f" bgp router-id {host.router_id}\n no bgp default ipv4-unicast\n" in conf
+            assert "no neighbor" not in conf
+            expected = {
+                f"ipv{v}": {
+                    n.name: {
+                        "activate",
+                        f"prefix-list default-only-v{v} in",
+                        f"prefix-list cloud-pool-v{v} out",
+                    }
+                    for n in bgp.neighbors
+                    if v in n.versions
+                }
+                for v in (4, 6)
+                if any(v in n.versions for n in bgp.neighbors)
+            }
+            assert _bgp_families(conf) == expected, hostname
+
+
+def test_bridge_files_use_the_fixed_gateways() -> None:
+    fleet = load_inventory(CASES["example"])
+    files = render_host(fleet, fleet.hosts[0])
+    assert f"    address {GATEWAY4}/32\n" in files["ifupdown/cloudbr0"]
+    assert f"    address {GATEWAY6}/64\n" in files["ifupdown/cloudbr0"]
+    network = files["networkd/10-cloudbr0.network"]
+    assert f"Address={GATEWAY4}/32\nAddress={GATEWAY6}/64\n" in network
