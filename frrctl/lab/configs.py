@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from frrctl.lab.netns import recorder_command
-from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan
+from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan, bgp_bfd, ospf_bfd
 from frrctl.render import _environment
 
 
@@ -37,7 +37,7 @@ def _upstream_neighbors(plan: LabPlan) -> list[UpstreamNeighbor]:
             continue
         host = plan.fleet.host(link.host)
         assert host.asn is not None
-        bfd = bool(uplink.bgp.bfd) if uplink.bgp.bfd is not None else uplink.has_bfd(host.bfd)
+        bfd = bgp_bfd(uplink, host)
         if uplink.bgp.unnumbered:
             out.append(
                 UpstreamNeighbor(link.upstream_iface, True, host.asn, frozenset({4, 6}), bfd)
@@ -65,6 +65,15 @@ def upstream_context(plan: LabPlan) -> dict[str, Any]:
         net = ipaddress.ip_network(text)
         extras[net.version].append(str(net))
     neighbors = _upstream_neighbors(plan)
+    # The upstream runs BFD on an OSPF link wherever the host does, so the
+    # host's sessions come up (and `lab verify` checks that they did).
+    hosts = {h.hostname: h for h in plan.fleet.hosts}
+    ospf_bfd_ifaces = {
+        (link.upstream_iface, v3)
+        for link in plan.links
+        for v3 in (False, True)
+        if ospf_bfd(link.uplink, hosts[link.host], v3)
+    }
     return {
         "lab": lab,
         "ospf_links": ospf,
@@ -73,7 +82,8 @@ def upstream_context(plan: LabPlan) -> dict[str, Any]:
         "ospf_areas": sorted({link.uplink.ospf.area for link in ospf}),  # type: ignore[union-attr]
         "ospf6_areas": sorted({link.uplink.ospf6.area for link in ospf6}),  # type: ignore[union-attr]
         "neighbors": neighbors,
-        "bfd": any(n.bfd for n in neighbors),
+        "ospf_bfd": ospf_bfd_ifaces,
+        "bfd": any(n.bfd for n in neighbors) or bool(ospf_bfd_ifaces),
         "extras": extras,
         "peer_address": lab.exabgp.address,
     }

@@ -149,3 +149,54 @@ def host_versions(host: Host) -> set[int]:
         if uplink.ospf6:
             versions.add(6)
     return versions
+
+
+def ospf_bfd(uplink: Uplink, host: Host, v3: bool) -> bool:
+    """Whether the host runs BFD for OSPFv2 (or v3) on this uplink, as frr.conf says."""
+    ospf = uplink.ospf6 if v3 else uplink.ospf
+    if ospf is None:
+        return False
+    return bool(ospf.bfd) if ospf.bfd is not None else uplink.has_bfd(host.bfd)
+
+
+def bgp_bfd(uplink: Uplink, host: Host) -> bool:
+    if uplink.bgp is None:
+        return False
+    return bool(uplink.bgp.bfd) if uplink.bgp.bfd is not None else uplink.has_bfd(host.bfd)
+
+
+def bfd_sessions(host: Host) -> set[str]:
+    """The BFD sessions a host's inventory asks for, as `lab verify` names them.
+
+    A numbered BGP neighbour by its address; a session whose peer address is
+    the upstream's (OSPF, unnumbered BGP: a link-local) by interface and
+    family. Protocols sharing a peer share one session, as in bfdd.
+    """
+    out: set[str] = set()
+    for uplink in host.uplinks:
+        if bgp_bfd(uplink, host):
+            assert uplink.bgp is not None
+            out |= set(uplink.bgp.neighbors)
+            if uplink.bgp.unnumbered:
+                out.add(f"{uplink.interface} ipv6")
+        if ospf_bfd(uplink, host, v3=False):
+            out.add(f"{uplink.interface} ipv4")
+        if ospf_bfd(uplink, host, v3=True):
+            out.add(f"{uplink.interface} ipv6")
+    return out
+
+
+def bfd_session_names(peers: list[dict[str, object]], expected: set[str]) -> set[str]:
+    """`show bfd peers json` -> the names of the sessions that are up, as bfd_sessions names them.
+
+    A session that is not up gets its state appended, so it shows as extra.
+    """
+    out = set()
+    for peer in peers:
+        addr = str(peer.get("peer", ""))
+        iface = str(peer.get("interface", ""))
+        version = ipaddress.ip_address(addr).version if addr else 4
+        name = addr if addr in expected else f"{iface} ipv{version}"
+        status = peer.get("status")
+        out.add(name if status == "up" else f"{name} {status}")
+    return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frrctl.lab import netns
-from frrctl.lab.topology import host_versions
+from frrctl.lab.topology import bfd_session_names, bfd_sessions, host_versions
 
 if TYPE_CHECKING:
     from frrctl.lab.runner import Lab
@@ -203,6 +203,12 @@ def collect(lab: Lab, pings: bool = True, reload_test: bool = True) -> Report:
             got |= {f"{family[1]}:{d}" for d in learned_routes(_json(result.stdout) or [])}
         expected = {f"{v}:default" for v in host_versions(host)}
         checks.append(compare(f"{host.hostname}: learned kernel routes", expected, got))
+        if sessions := bfd_sessions(host):
+            peers = _json(
+                netns.vtysh(ns, lab.vty(host.hostname), "show bfd peers json", check=False)
+            )
+            got_bfd = bfd_session_names(peers if isinstance(peers, list) else [], sessions)
+            checks.append(compare(f"{host.hostname}: BFD sessions up", sessions, got_bfd))
         if reload_test:
             workdir = lab.nsdir(host.hostname)
             changes = netns.frr_reload_test(

@@ -8,7 +8,7 @@ from pathlib import Path
 from frrctl.inventory import load_inventory
 from frrctl.lab.configs import upstream_config, upstream_daemons
 from frrctl.lab.netns import parse_reload_test
-from frrctl.lab.topology import host_versions, plan_lab
+from frrctl.lab.topology import bfd_session_names, bfd_sessions, host_versions, plan_lab
 from frrctl.lab.verify import (
     compare,
     exabgp_prefixes,
@@ -133,3 +133,27 @@ def test_static_config_changes_ignore_the_daemons_own_statements() -> None:
         "-router bgp 65001",
         "+neighbor 198.18.0.0 bfd",
     ]
+
+
+def test_bfd_sessions_expected_and_read_back(tmp_path: Path) -> None:
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text(
+        EXAMPLE.read_text().replace("  - hostname: hv3\n", "  - hostname: hv3\n    bfd: true\n")
+    )
+    plan = plan_lab(load_inventory(inv), "flabcdef")
+    fleet = plan.fleet
+    assert bfd_sessions(fleet.host("hv1")) == {"198.18.0.0", "2001:db8:ffff:1::2"}
+    assert bfd_sessions(fleet.host("hv3")) == {"eth0 ipv4", "eth0 ipv6"}
+    assert bfd_sessions(fleet.host("hv2")) == set()
+    conf = upstream_config(plan)
+    # the upstream runs BFD on hv3's OSPF link too, in both protocols
+    hv3 = conf[conf.index("interface hv3-eth0") :].split("exit")[0]
+    assert " ip ospf bfd" in hv3 and " ipv6 ospf6 bfd" in hv3
+    peers = [
+        {"peer": "198.18.0.4", "interface": "eth0", "status": "up"},
+        {"peer": "fe80::1:2", "interface": "eth0", "status": "down"},
+    ]
+    got = bfd_session_names(peers, {"eth0 ipv4", "eth0 ipv6"})
+    assert got == {"eth0 ipv4", "eth0 ipv6 down"}
+    check = compare("hv3: BFD sessions up", {"eth0 ipv4", "eth0 ipv6"}, got)
+    assert check.missing == ["eth0 ipv6"] and check.extra == ["eth0 ipv6 down"]
