@@ -258,8 +258,8 @@ class Uplink(Model):
                 int(net.network_address), int(net.broadcast_address), net.version
             ):
                 raise ValueError(f"{iface} overlaps {reason}")
-            if _reserved_in_subnet(iface.ip, net):
-                raise ValueError(f"{iface} is the {_reserved_in_subnet(iface.ip, net)}")
+            if what := _reserved_in_subnet(iface.ip, net):
+                raise ValueError(f"{iface} is the {what}")
             if any(ipaddress.ip_interface(o).network.overlaps(net) for o in out):
                 raise ValueError(f"{iface} overlaps another address of this uplink")
             out.append(str(iface))
