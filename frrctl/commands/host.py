@@ -280,13 +280,18 @@ def _net(args: argparse.Namespace) -> GuestNet:
 
 
 def _register_guest(sub: Sub) -> None:
+    from frrctl.guest.support import help_text
+
     gc = sub.add_parser(
         "guest-config",
         help="print a routed guest's network configuration",
-        description="Print the guest network configuration: cloud-init network-config v2 "
-        "(netplan), OpenStack network_data.json (network-data), Windows PowerShell "
+        description="Print the guest network configuration: OpenStack network_data.json "
+        "(network-data: Debian/ENI and systemd-networkd guests, and any ConfigDrive), "
+        "cloud-init network-config v2 (netplan: netplan guests only), Windows PowerShell "
         "(windows), iproute2 commands (ip) or a JSON summary (json). Addresses are /32 and "
         "/128; the gateways are 169.254.0.1 and fe80::1, on-link.",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _net_args(gc)
     gc.add_argument("--format", "-f", required=True, choices=FORMATS)

@@ -8,15 +8,17 @@ One model (`GuestNet`), several renderings:
   nameservers. Meant for netplan guests, where cloud-init passes it through
   unchanged; cloud-init 22.4 drops `on-link` when it renders v2 as ENI or
   networkd, so those guests should read network_data.json (ConfigDrive);
-* `network-data`: OpenStack `network_data.json`, as ConfigDrive carries it.
-  The format has no on-link flag, and cloud-init 22.4's renderers drop it
-  anyway, so the IPv4 routes start with a link route to the gateway
-  (`169.254.0.1/32`, gateway `0.0.0.0`; netplan and networkd install it with
-  scope link), and the first IPv4 network carries `pointopoint: 169.254.0.1`
-  (a key cloud-init copies; its ENI renderer turns it into ifupdown's
-  `pointopoint`, i.e. `ip addr add X/32 peer 169.254.0.1`, because its
-  `route add` lines name no device). Either way the default route's gateway
-  is reachable without on-link support;
+* `network-data`: OpenStack `network_data.json`, as ConfigDrive carries it;
+  what Debian (ENI/ifupdown) and systemd-networkd guests should read. The
+  format has no on-link flag, so each family names its gateway as the
+  network's `gateway` (cloud-init's ENI renderer turns that into ifupdown's
+  `gateway`, i.e. `ip route add default via GW dev eth0 onlink`, and
+  `ip -6 route replace default via fe80::1 dev eth0 onlink`); a `::/0` or
+  `0.0.0.0/0` *route* instead becomes a device-less `route add ... || true`,
+  which fails for a link-local gateway and hides the failure. The first IPv4
+  network also carries a link route to 169.254.0.1 (for networkd and netplan,
+  which have no onlink here) and `pointopoint: 169.254.0.1` (ifupdown's
+  `ip addr add X/32 peer 169.254.0.1`);
 * `windows`: PowerShell for the same (adapter found by MAC; an on-link route
   to the gateway, then the default routes);
 * `ip`: the iproute2 commands (what the lab runs in a VM namespace).
@@ -126,13 +128,12 @@ def network_data(g: GuestNet) -> dict[str, Any]:
             "routes": [],
         }
         if i == 0:
-            # cloud-init's ENI renderer: `address X/32` + `pointopoint` = ifupdown's
-            # `ip addr add X/32 peer 169.254.0.1`, whose peer route makes the
-            # gateway reachable for its device-less `route add default gw`.
+            # ENI: `pointopoint` = `ip addr add X/32 peer GW`, a kernel route to the
+            # gateway; networkd and netplan get the link route instead.
             net["pointopoint"] = str(GATEWAY4)
+            net["gateway"] = str(GATEWAY4)
             net["routes"] = [
                 {"network": str(GATEWAY4), "netmask": "255.255.255.255", "gateway": "0.0.0.0"},
-                {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": str(GATEWAY4)},
             ]
         networks.append(net)
     for i, addr in enumerate(g.v6):
@@ -146,7 +147,8 @@ def network_data(g: GuestNet) -> dict[str, Any]:
             "routes": [],
         }
         if i == 0:
-            net["routes"] = [{"network": "::", "netmask": "::", "gateway": str(GATEWAY6)}]
+            # the network's gateway, not a ::/0 route: see the module docstring
+            net["gateway"] = str(GATEWAY6)
         networks.append(net)
     services = [{"type": "dns", "address": str(a)} for a in g.dns]
     return {"links": [link], "networks": networks, "services": services}

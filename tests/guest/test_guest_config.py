@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -174,28 +172,24 @@ def test_cloud_init_reads_our_network_data(tmp_path: Path) -> None:
         "192.0.2.30/32", "198.51.100.4/32", "2001:db8:100::80/128", "2001:db8:100::81/128",
     ]  # fmt: skip
     assert eth["match"]["macaddress"] == MAC and eth["accept-ra"] is False
-    # the gateway is on-link: a link route to it comes before the default via it
-    assert eth["routes"] == [
-        {"to": "169.254.0.1/32", "via": "0.0.0.0"},
-        {"to": "0.0.0.0/0", "via": "169.254.0.1"},
-        {"to": "::/0", "via": "fe80::1"},
-    ]
+    # the gateways are the networks' own (netplan: gateway4/gateway6); the link route
+    # to 169.254.0.1 makes the IPv4 one reachable without on-link
+    assert eth["routes"] == [{"to": "169.254.0.1/32", "via": "0.0.0.0"}]
+    assert eth["gateway4"] == "169.254.0.1" and eth["gateway6"] == "fe80::1"
     assert eth["nameservers"]["addresses"] == ["192.0.2.53", "2001:db8::53"]
 
     nd = _only(_convert(src, "network_data.json", "networkd", tmp_path / "nd"), ".network")
     assert "Address=192.0.2.30/32" in nd and "Address=2001:db8:100::80/128" in nd
-    assert nd.index("Destination=169.254.0.1/32") < nd.index("Gateway=169.254.0.1")
-    assert "Destination=::/0" in nd and "Gateway=fe80::1" in nd
+    assert "Destination=169.254.0.1/32" in nd
+    assert "Gateway=169.254.0.1" in nd and "Gateway=fe80::1" in nd
 
     eni = _only(_convert(src, "network_data.json", "eni", tmp_path / "eni"), "50-cloud-init")
     assert "address 192.0.2.30/32" in eni and "address 2001:db8:100::80/128" in eni
-    # ifupdown: `pointopoint` = `ip addr add 192.0.2.30/32 peer 169.254.0.1`, whose peer
-    # route makes `route add default gw 169.254.0.1` (no device) succeed
-    stanza = eni[eni.index("address 192.0.2.30/32") :]
-    assert stanza.index("pointopoint 169.254.0.1") < stanza.index(
-        "route add default gw 169.254.0.1"
-    )
-    assert "route add -A inet6 default gw fe80::1" in eni
+    # ifupdown's own `gateway` (ip route add default via GW dev eth0 onlink), never
+    # net-tools' device-less `route add ... default gw`, which fails for fe80::1
+    assert "gateway 169.254.0.1" in eni and "pointopoint 169.254.0.1" in eni
+    assert "gateway fe80::1" in eni
+    assert "default gw" not in eni
 
 
 # -- ConfigDrive ISO -------------------------------------------------------------
@@ -266,33 +260,30 @@ def test_cloud_init_configdrive_datasource_reads_the_iso(tmp_path: Path) -> None
     subnets = {s["address"]: s for s in phys["subnets"]}
     assert subnets["192.0.2.30"]["netmask"] == "255.255.255.255"
     assert subnets["2001:db8:100::80"]["type"] == "static6"
-    assert {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "169.254.0.1"} in subnets[
-        "192.0.2.30"]["routes"]  # fmt: skip
+    assert subnets["192.0.2.30"]["gateway"] == "169.254.0.1"
+    assert subnets["2001:db8:100::80"]["gateway"] == "fe80::1"
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("route") is None,
-                    reason="needs root and net-tools' route")  # fmt: skip
-def test_eni_rendering_works_in_a_namespace(tmp_path: Path) -> None:
-    """What ifupdown runs for cloud-init's ENI output of our network_data.json, in a netns."""
-    ns = f"fgc-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
+def test_help_marks_every_unsupported_renderer() -> None:
+    from frrctl.guest.support import MATRIX
 
-        def run(*argv: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True,
-                                  text=True)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "frrctl.cli", "guest-config", "--help"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    for row in MATRIX:
+        status = "supported" if row.supported else "UNSUPPORTED"
+        assert f"{row.renderer} <- {row.source}: {status}." in text
+    assert {(r.renderer, r.source) for r in MATRIX if not r.supported} == {
+        ("eni", "netplan"), ("networkd", "netplan"),
+        ("sysconfig", "network-data"), ("sysconfig", "netplan"),
+    }  # fmt: skip
 
-        assert (
-            run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "e1").returncode == 0
-        )
-        run("ip", "link", "set", "eth0", "up")
-        # iface eth0 inet static / address 192.0.2.30/32 / pointopoint 169.254.0.1
-        assert run("ip", "addr", "add", "192.0.2.30/32", "peer", "169.254.0.1", "dev",
-                   "eth0").returncode == 0  # fmt: skip
-        # post-up route add default gw 169.254.0.1
-        proc = run("route", "add", "default", "gw", "169.254.0.1")
-        assert proc.returncode == 0, proc.stderr
-        routes = json.loads(run("ip", "-j", "route", "show", "default").stdout)
-        assert routes[0]["gateway"] == "169.254.0.1" and routes[0]["dev"] == "eth0"
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+def test_ra_refused_follows_what_each_renderer_writes() -> None:
+    from frrctl.guest.support import ra_refused
+
+    assert ra_refused("eni", "network-data", has_v6=True)
+    assert not ra_refused("eni", "network-data", has_v6=False)
+    assert ra_refused("netplan", "netplan", has_v6=False)
+    assert not ra_refused("networkd", "network-data", has_v6=True)
