@@ -377,6 +377,11 @@ class Daemon:
         self.kernel_view_ok = True
         self.kernel_view_mismatches = 0
         self.mismatch_times: list[float] = []  # monotonic times of confirmed mismatches
+        # Default routes bgpd holds as best but the kernel lacks (see _check_defaults).
+        self.defaults_suspect: frozenset[int] = frozenset()
+        self.defaults_missing: frozenset[int] = frozenset()  # confirmed
+        self.next_defaults_fix = 0.0
+        self.defaults_reinstalls = 0
         self._control: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -562,6 +567,7 @@ class Daemon:
                 if "zebra" in back:
                     self.repair_until = now + 40  # bgpd reconnects to zebra within ~10 s
                     self.next_repair = now + 1
+                    self.next_liveness = min(self.next_liveness, now + 1)
         if now >= self.next_verify:
             self.frr_state = None  # periodic check against FRR's real state
             self.pending = True
@@ -596,7 +602,9 @@ class Daemon:
         resync. Two within 10 minutes, or one not cured, and status says
         unhealthy (`kernel_view_ok`, `healthy`, `frr_state_verified`)."""
         s = self.settings
-        self.next_liveness = now + s.liveness_interval
+        # Every second while zebra may just have come back (default routes, 4.3).
+        interval = s.liveness_confirm if now < self.repair_until else s.liveness_interval
+        self.next_liveness = now + interval
         try:
             audit = self.watcher.audit()
         except Exception as exc:
@@ -606,6 +614,7 @@ class Daemon:
         if audit is None:  # dump interrupted: try again soon
             self.next_liveness = now + s.liveness_confirm
             return
+        self._check_defaults(now, audit.defaults)
         differs = audit.differs
         confirmed = differs & self.liveness_suspect
         self.liveness_suspect = differs - confirmed
@@ -639,6 +648,73 @@ class Daemon:
             self._start_watcher()
             return
         self._new_snapshot(snap)
+
+    def _check_defaults(self, now: float, kernel: frozenset[int]) -> None:
+        """Give the kernel back the default routes bgpd holds as best.
+
+        FRR 8.4: a restarted zebra sweeps the routes its predecessor left in
+        the kernel (rib_sweep_route, zebra/main.c), and bgpd, reconnecting,
+        sends zebra nothing it had installed before (bgp_zebra_connected in
+        bgpd/bgp_zebra.c: "TODO - What if we have peers and networks
+        configured, do we have to kick-start them?"). `clear bgp * soft in`
+        changes no path, so nothing is re-sent either: the host has no default
+        route until a session resets. `no bgp bestpath bandwidth` re-sends
+        every best path to zebra (bgp_zebra_announce_table) without touching a
+        session or the config (it restores the default the rendered config
+        keeps). Measured: the defaults are back in the kernel ~0.1 s later.
+        """
+        if not self.settings.runs_bgp or self.settings.asn is None or {4, 6} <= kernel:
+            self.defaults_suspect = self.defaults_missing = frozenset()
+            return
+        missing = frozenset(self._bgp_best_defaults() - kernel)
+        confirmed = missing & self.defaults_suspect  # seen in two checks in a row
+        self.defaults_suspect = missing
+        self.defaults_missing = confirmed
+        if not confirmed or now < self.next_defaults_fix:
+            return
+        self.next_defaults_fix = now + 2 * self.settings.liveness_confirm
+        self.defaults_reinstalls += 1
+        self.metrics.errors.labels("fib-default-missing").inc()
+        log.error(
+            "ALERT: bgpd holds a best default route the kernel lacks (zebra restarted); "
+            "asking bgpd to send its best paths to zebra again",
+            extra={"fields": {"families": sorted(confirmed)}},
+        )
+        client = self.monitor.clients.get("bgpd")
+        if client is None or not client.connected:
+            return
+        try:
+            replies = client.run(
+                ["configure terminal", f"router bgp {self.settings.asn}",
+                 "no bgp bestpath bandwidth", "end"]
+            )  # fmt: skip
+            bad = [r for r in replies if not r.ok]
+            if bad:
+                log.warning("re-sending bgpd's best paths: %s", bad[0].output.strip())
+        except DriverError as exc:
+            log.warning("re-sending bgpd's best paths: %s", exc)
+        finally:
+            self._register_monitor()
+
+    def _bgp_best_defaults(self) -> set[int]:
+        """IP versions whose default route bgpd holds with a best path."""
+        client = self.monitor.clients.get("bgpd")
+        if client is None or not client.connected:
+            return set()
+        out = set()
+        try:
+            replies = client.run(
+                ["show bgp ipv4 unicast 0.0.0.0/0 json", "show bgp ipv6 unicast ::/0 json"]
+            )
+            for version, reply in zip((4, 6), replies, strict=True):
+                data = json.loads(reply.output or "{}")
+                if any((p.get("bestpath") or {}).get("overall") for p in data.get("paths", [])):
+                    out.add(version)
+        except (DriverError, ValueError) as exc:
+            log.warning("cannot read bgpd's default routes: %s", exc)
+        finally:
+            self._register_monitor()
+        return out
 
     def _verify_due(self) -> float:
         assert self.unverified_since is not None
@@ -1104,11 +1180,15 @@ class Daemon:
             "frr_state_verified": self.unverified_since is None and self.kernel_view_ok,
             "kernel_view_ok": self.kernel_view_ok,
             "kernel_view_mismatches": self.kernel_view_mismatches,
+            # bgpd's best default routes the kernel lacks (IP versions), and repairs so far
+            "kernel_defaults_missing": sorted(self.defaults_missing),
+            "defaults_reinstalls": self.defaults_reinstalls,
             "healthy": (
                 self.frr_up
                 and not self.monitor.down
                 and self.unverified_since is None
                 and self.kernel_view_ok
+                and not self.defaults_missing
                 and self.last_error is None
             ),
             "ospf_daemons": [g.daemon for g in self.ospf_gates],

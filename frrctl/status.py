@@ -166,6 +166,11 @@ def format_status(status: dict[str, Any]) -> str:
             f"UNHEALTHY: the kernel's routes differed from the daemon's view "
             f"({status.get('kernel_view_mismatches', 0)} time(s)): netlink events were lost"
         )
+    if status.get("kernel_defaults_missing"):
+        families = ", ".join(f"IPv{v}" for v in status["kernel_defaults_missing"])
+        lines.append(
+            f"UNHEALTHY: bgpd's best default route is missing from the kernel ({families})"
+        )
     if status.get("last_error"):
         lines.append(f"last error: {status['last_error']}")
     lines += [f"ALERT: {alert}" for alert in status.get("alerts", [])]

@@ -541,6 +541,10 @@ class AuditResult:
     missing: frozenset[RouteKey]
     extra: frozenset[RouteKey]
     routes: int  # routes the kernel has that the view should hold
+    # IP versions (4, 6) with a unicast default route in the main table: the
+    # view does not keep those (they are not on the bridge), the daemon checks
+    # them against bgpd (issue 10, 4.3).
+    defaults: frozenset[int] = frozenset()
 
     @property
     def differs(self) -> frozenset[RouteKey]:
@@ -549,10 +553,12 @@ class AuditResult:
 
 def _dump_route_keys(
     sock: socket.socket, view: KernelView, seq: Iterator[int]
-) -> set[RouteKey] | None:
-    """The keys `view` would hold for the kernel's routes now (None: dump interrupted)."""
+) -> tuple[set[RouteKey], set[int]] | None:
+    """The keys `view` would hold for the kernel's routes now, and the IP
+    versions with a default route in the main table (None: dump interrupted)."""
     buf = bytearray(1 << 20)
     keys: set[RouteKey] = set()
+    defaults: set[int] = set()
     for family in (socket.AF_INET, socket.AF_INET6):
         request = rtmsg()
         request["family"] = family
@@ -579,11 +585,14 @@ def _dump_route_keys(
                     elif kind == NLMSG_ERROR:
                         raise OSError("netlink route dump failed (audit)")
                     elif kind == RTM_NEWROUTE:
-                        key = view.kept(decode_route_event(data, offset, length))
+                        ev = decode_route_event(data, offset, length)
+                        key = view.kept(ev)
                         if key is not None:
                             keys.add(key)
+                        if ev.dst_len == 0 and ev.table == MAIN_TABLE and ev.rtype == 1:
+                            defaults.add(4 if family == socket.AF_INET else 6)
                 offset += (length + 3) & ~3
-    return keys
+    return keys, defaults
 
 
 class NetlinkWatcher:
@@ -669,9 +678,13 @@ class NetlinkWatcher:
             sock.close()
         if kernel is None:
             return None
+        keys, defaults = kernel
         view = set(self._view.routes)
         return AuditResult(
-            missing=frozenset(kernel - view), extra=frozenset(view - kernel), routes=len(kernel)
+            missing=frozenset(keys - view),
+            extra=frozenset(view - keys),
+            routes=len(keys),
+            defaults=frozenset(defaults),
         )
 
     def _recv(self, block: bool = True, events: bool = False) -> list[Any] | None:

@@ -123,7 +123,34 @@ def inventory(max_prefixes: int, driver: str, require_neighbor: bool = False) ->
     }
 
 
-def exabgp_config(recorder: str) -> str:
+# zebra as the rendered hypervisor config has it: only the default from BGP reaches the FIB.
+ZEBRA_FIB_DEFAULT_ONLY = """hostname fg4-dhost
+ip prefix-list default-only-v4 seq 10 permit 0.0.0.0/0
+ipv6 prefix-list default-only-v6 seq 10 permit ::/0
+route-map fib-default-only permit 10
+ match ip address prefix-list default-only-v4
+exit
+route-map fib-default-only-v6 permit 10
+ match ipv6 address prefix-list default-only-v6
+exit
+ip protocol bgp route-map fib-default-only
+ipv6 protocol bgp route-map fib-default-only-v6
+"""
+ZEBRA_PLAIN = "hostname fg4-dhost\n"
+
+
+def exabgp_config(recorder: str, defaults: bool = False) -> str:
+    # The upstream's default routes (and one more route the FIB filter must keep out).
+    static = (
+        """    static {
+        route 0.0.0.0/0 next-hop 198.18.0.3;
+        route ::/0 next-hop 2001:db8:fffe::3;
+        route 198.51.100.0/24 next-hop 198.18.0.3;
+    }
+"""
+        if defaults
+        else ""
+    )
     return f"""process recorder {{
     run {recorder};
     encoder json;
@@ -134,7 +161,7 @@ neighbor 198.18.0.2 {{
     local-as {PEER_ASN};
     peer-as {HOST_ASN};
     hold-time 30;
-    family {{
+{static}    family {{
         ipv4 unicast;
         ipv6 unicast;
     }}
@@ -216,6 +243,7 @@ class Lab:
     inventory: Path
     state_dir: Path
     exabgp: subprocess.Popen[bytes] | None = None
+    zebra_config: str = "hostname fg4-dhost\n"
     daemons: list[DaemonProc] = field(default_factory=list)
 
     # -- kernel --------------------------------------------------------------
@@ -236,6 +264,19 @@ class Lab:
     # -- FRR -----------------------------------------------------------------
     def bgpd_args(self) -> tuple[str, ...]:
         return ("-M", f"grpc:{GRPC_PORT}") if self.driver == "grpc" else ()
+
+    def restart_zebra(self) -> None:
+        self.host.kill("zebra")
+        self.host.start("zebra", self.zebra_config)
+
+    def kernel_defaults(self) -> set[str]:
+        """The families with a default route in the kernel's main table."""
+        out = set()
+        for family in ("-4", "-6"):
+            text = self.host.ns_exec(["ip", family, "route", "show", "default"]).stdout
+            if text.strip():
+                out.add(family)
+        return out
 
     def start_bgpd(self) -> None:
         self.host.start("bgpd", bgpd_config(self.driver), self.bgpd_args())
@@ -336,8 +377,13 @@ class Lab:
 
 
 def make_lab(
-    driver: str, max_prefixes: int = MAX_PREFIXES, require_neighbor: bool = False
+    driver: str,
+    max_prefixes: int = MAX_PREFIXES,
+    require_neighbor: bool = False,
+    defaults: bool = False,
 ) -> Iterator[Lab]:
+    """`defaults`: the peer announces default routes and zebra has the rendered
+    FIB filter (`ip protocol bgp route-map fib-default-only`)."""
     tag = secrets.token_hex(3)
     install = FrrInstall.debian()
     if driver == "grpc":
@@ -358,6 +404,7 @@ def make_lab(
             record=workdir / "exabgp.jsonl",
             inventory=workdir / "fleet.yaml",
             state_dir=workdir / "state",
+            zebra_config=ZEBRA_FIB_DEFAULT_ONLY if defaults else ZEBRA_PLAIN,
         )
         lab.inventory.write_text(yaml.safe_dump(inventory(max_prefixes, driver, require_neighbor)))
         px = ["ip", "netns", "exec", peer_ns]
@@ -384,12 +431,12 @@ def make_lab(
             ["link", "set", "other0-p", "up"],
         ):
             host.ns_exec(["ip", *cmd])
-        host.start("zebra", "hostname fg4-dhost\n")
+        host.start("zebra", lab.zebra_config)
         lab.start_bgpd()
         # ExaBGP in its own namespace
         lab.record.touch()
         xconf = workdir / "exabgp.conf"
-        xconf.write_text(exabgp_config(recorder_command(lab.record)))
+        xconf.write_text(exabgp_config(recorder_command(lab.record), defaults))
         lab.exabgp = start_exabgp(peer_ns, xconf, workdir)
         lab.wait_established()
         yield lab

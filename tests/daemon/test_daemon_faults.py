@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .conftest import Lab, needs_lab
+from .conftest import Lab, driver_params, make_lab, needs_lab
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
@@ -89,3 +89,33 @@ def test_idle_daemon_repairs_after_a_zebra_restart_without_being_asked(running: 
     assert daemon.alive()
     daemon.stop()
     lab.start_daemon()
+
+
+@pytest.fixture(params=driver_params())
+def defaults_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The peer announces default routes; zebra has the rendered FIB filter."""
+    yield from make_lab(request.param, defaults=True)
+
+
+def test_zebra_restart_gives_the_kernel_its_default_routes_back(defaults_lab: Lab) -> None:
+    """FRR 8.4: a restarted zebra sweeps bgpd's routes from the kernel and bgpd
+    never sends them again; the daemon notices and makes bgpd re-send (4.3)."""
+    lab = defaults_lab
+    wait(lambda: lab.kernel_defaults() == {"-4", "-6"}, 30, "defaults from the peer")
+    daemon = lab.start_daemon()
+    mark = lab.mark()
+    lab.restart_zebra()
+    took = wait(lambda: lab.kernel_defaults() == {"-4", "-6"}, 30, "defaults back in the kernel")
+    print(f"\n[{lab.driver}] default routes back in the kernel {took:.1f} s after zebra's start")
+    assert took < 20, took  # bgpd reconnects to zebra after ~9 s
+    assert "bgpd holds a best default route the kernel lacks" in daemon.log.read_text()
+    # The FIB filter still holds: only the defaults are installed.
+    routes = lab.host.ns_exec(["ip", "route", "show", "proto", "bgp"]).stdout
+    assert "198.51.100.0/24" not in routes and "default" in routes
+    wait(lambda: lab.status(peers=False)["healthy"], 20, "healthy status")
+    status = lab.status(peers=False)
+    assert status["kernel_defaults_missing"] == [] and status["defaults_reinstalls"] >= 1
+    # no session was reset for it
+    assert not [e for e in lab.events()[mark:] if e.kind == "down"]
+    lab.add_route("192.0.2.31/32")  # and the daemon still works
+    wait(lambda: "192.0.2.31/32" in lab.peer_has(), 20, "plug announced")

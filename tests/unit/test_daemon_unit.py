@@ -511,3 +511,32 @@ def test_idle_daemon_wakes_for_the_repair_after_a_zebra_restart(daemon: Daemon) 
     assert daemon._timeout(now) == pytest.approx(1.0, abs=0.01)
     daemon.frr_up = False  # FRR away: the probe interval rules
     assert daemon._timeout(now) == daemon.settings.probe_interval
+
+
+# -- issue 10, 4.3: bgpd's best default route missing from the kernel --
+
+
+def test_missing_default_is_confirmed_then_reinstalled_once_per_cooldown(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    best = {4, 6}
+    sent: list[int] = []
+    monkeypatch.setattr(daemon, "_bgp_best_defaults", lambda: set(best))
+    monkeypatch.setattr(daemon.monitor.clients["bgpd"], "run", lambda cmds: sent.append(1) or [])
+    monkeypatch.setattr(type(daemon.monitor.clients["bgpd"]), "connected", property(lambda _: True))
+    monkeypatch.setattr(daemon, "_register_monitor", lambda: None)
+    daemon._check_defaults(100.0, frozenset({6}))  # IPv4 missing once: may be in flight
+    assert not sent and daemon.defaults_missing == frozenset()
+    daemon._check_defaults(101.0, frozenset({6}))  # twice: act
+    assert sent == [1] and daemon.defaults_missing == {4} and daemon.defaults_reinstalls == 1
+    assert daemon.status(peers=False)["healthy"] is False
+    daemon._check_defaults(101.5, frozenset({6}))  # within the cooldown: no second command
+    assert sent == [1]
+    daemon._check_defaults(103.5, frozenset({6}))
+    assert sent == [1, 1]
+    daemon._check_defaults(104.5, frozenset({4, 6}))  # back
+    assert daemon.defaults_missing == frozenset()
+    best.clear()  # bgpd has no default (session down): nothing to repair
+    daemon._check_defaults(110.0, frozenset())
+    daemon._check_defaults(111.0, frozenset())
+    assert sent == [1, 1] and daemon.defaults_missing == frozenset()
