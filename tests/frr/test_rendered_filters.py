@@ -31,6 +31,7 @@ FLEETS = {
 }
 RENDERED = {name: render_fleet(fleet) for name, fleet in FLEETS.items()}
 HOSTS = [(name, host) for name in sorted(FLEETS) for host in sorted(RENDERED[name])]
+BGP_HOSTS = [(name, host) for name, host in HOSTS if FLEETS[name].host(host).runs_bgp]
 # bgpd's JSON names (bgpd/bgp_vty.c, FRR 8.4.4: bgp_show_peer_afi, get_afi_safi_str)
 FAMILY_KEY = {4: "ipv4Unicast", 6: "ipv6Unicast"}
 IN_KEY, OUT_KEY = "incomingUpdatePrefixFilterList", "outgoingUpdatePrefixFilterList"
@@ -101,18 +102,19 @@ def show_neighbors(ns: str, vty: Path) -> dict[str, Any]:
 
 
 def test_every_bgp_host_is_checked() -> None:
-    """The parametrised test below covers every host that runs BGP; the others run none."""
+    """The parametrised test below covers every host that runs BGP; the others have
+    no BGP section and no bgpd."""
     for fleet_name, hostname in HOSTS:
-        host = FLEETS[fleet_name].host(hostname)
-        assert ("router bgp" in RENDERED[fleet_name][hostname]["frr.conf"]) is host.runs_bgp
-    assert sum(FLEETS[f].host(h).runs_bgp for f, h in HOSTS) == 6
+        files = RENDERED[fleet_name][hostname]
+        bgp = (fleet_name, hostname) in BGP_HOSTS
+        assert ("router bgp" in files["frr.conf"]) is bgp
+        assert ("bgpd" in _enabled(files["daemons"])) is bgp
+    assert len(BGP_HOSTS) == 6 and len(HOSTS) == 8
 
 
-@pytest.mark.parametrize(("fleet_name", "hostname"), HOSTS)
+@pytest.mark.parametrize(("fleet_name", "hostname"), BGP_HOSTS)
 def test_every_active_family_has_both_prefix_lists(fleet_name: str, hostname: str) -> None:
     fleet = FLEETS[fleet_name]
-    if not fleet.host(hostname).runs_bgp:
-        pytest.skip(f"{hostname} runs no BGP")
     with running_host(fleet, hostname, RENDERED[fleet_name][hostname]) as (ns, vty):
         neighbors = show_neighbors(ns, vty)
         assert unfiltered(neighbors) == []
