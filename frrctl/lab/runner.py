@@ -290,16 +290,15 @@ def frrctl(ns: str, *args: str) -> str:
 
 
 def configure_guest(lab: Lab, vm: VmPlan) -> None:
-    """Configure the VM namespace from frrctl's generated guest configuration."""
-    script = frrctl(
-        vm.namespace, "guest-config", "--format", "ip", "--mac", vm.mac, "--ip", *vm.addresses
-    )
-    commands = [line for line in script.splitlines() if line.strip() and line[0] != "#"]
-    for line in commands:
-        if line.split()[0] != "ip":
-            raise LabError(f"unexpected guest command: {line}")
-    # One shell in the guest's namespace for the whole script, stopping at the first error.
-    netns.ns_run(vm.namespace, ["/bin/sh", "-e", "-c", "\n".join(commands)])
+    """Configure the VM namespace as a Debian guest does: frrctl's network_data.json
+    (what `guest-config --format network-data` prints), cloud-init's ENI renderer,
+    ifupdown's ifup (the helper the guest tests use); no wait for DAD (ifupdown's
+    dad-attempts 0), as the lab's guests always had."""
+    from frrctl.guest.apply import debian_guest_up
+    from frrctl.guest.netconfig import GuestNet, render
+
+    data = render(GuestNet.parse(vm.mac, vm.addresses), "network-data")
+    debian_guest_up(vm.namespace, data, vm.mac, lab.nsdir(f"guest-{vm.name}"), dad=False)
 
 
 def plug(lab: Lab, vm: VmPlan, hostname: str) -> None:

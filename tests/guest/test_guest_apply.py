@@ -142,3 +142,35 @@ def _check(host: HostNs, g: Guest, renderer: str, source: str) -> None:
 def _host_pings(host: HostNs, addr: str) -> bool:
     cmd = ["ping", "-n", "-c", "1", "-W", "2", addr]
     return any(host.run(*cmd, check=False).returncode == 0 for _ in range(3))
+
+
+@needs_root
+@needs_tools
+def test_lab_helper_configures_a_debian_guest_without_dad_wait(
+    hostns: HostNs, tmp_path: Path
+) -> None:
+    """The lab's path: network_data.json -> cloud-init ENI -> ifup with dad-attempts 0."""
+    from frrctl.guest.netconfig import GuestNet, render
+
+    hostns.frrctl("host", "setup")
+    g = hostns.add_guest("g", MAC, V4, V6, configure=False)
+    hostns.frrctl("instance", "plug", "vm1", "--mac", MAC, "--ip", V4, V6, "--port", g.port)
+    data = render(GuestNet.parse(MAC, [V4, V6]), "network-data")
+    eni = apply.debian_guest_up(g.ns, data, MAC, tmp_path / "guest", dad=False)
+    assert "gateway fe80::1" in eni
+    addr6 = json.loads(g.run("ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope",
+                             "global").stdout)[0]["addr_info"]  # fmt: skip
+    # ifupdown's dad-attempts 0 is `ip -6 addr add ... nodad`: usable at once, no wait
+    assert [(a["local"], a.get("nodad", False)) for a in addr6 if "local" in a] == [(V6, True)]
+    assert _host_pings(hostns, V4) and _host_pings(hostns, V6)
+    assert (tmp_path / "guest" / "ifstate" / "ifstate.eth0").exists()
+
+
+def test_bad_conversion_is_one_line_error(tmp_path: Path) -> None:
+    if shutil.which("cloud-init") is None:
+        pytest.skip("needs cloud-init")
+    from frrctl.errors import FrrctlError
+
+    with pytest.raises(FrrctlError, match="net-convert -O eni: ") as err:
+        apply.convert("{not json", "network-data", "eni", MAC)
+    assert "\n" not in str(err.value)
