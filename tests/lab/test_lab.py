@@ -88,8 +88,30 @@ def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
         "upstream: OSPFv3 external routes",
     } <= names
     assert sum(n.startswith("ping ") for n in names) == 9  # every VM address, v4 and v6
+    # every BFD session the inventory asks for: BGP (hv1) and OSPFv2/OSPFv3 (hv3)
+    assert {"hv1: BFD sessions up", "hv3: BFD sessions up"} <= names
     exa = next(c for c in report["checks"] if c["name"] == "exabgp peer: prefixes held")
     assert set(exa["got"]) == lab.plan.vm_addresses()
+
+
+def _bfd_check(lab: runner.Lab, hostname: str):  # type: ignore[no-untyped-def]
+    checks = collect(lab, pings=False, reload_test=False).checks
+    return next(c for c in checks if c.name == f"{hostname}: BFD sessions up")
+
+
+def test_verify_fails_while_an_ospf_bfd_session_is_down(lab: runner.Lab) -> None:
+    """The upstream stops BFD on hv3's OSPF link: verify names the session, then recovers."""
+    if lab.plan.fleet.host("hv3").mode == "controller":
+        pytest.skip("BFD is the same in every mode: checked once, in redistribute mode")
+    iface = lab.plan.links_of("hv3")[0].upstream_iface
+    up, vty = lab.plan.upstream_ns, lab.vty("upstream")
+    netns.vtysh(up, vty, "configure terminal", f"interface {iface}", "no ip ospf bfd")
+    try:
+        assert wait_for(lambda: not _bfd_check(lab, "hv3").ok, 20)
+        assert _bfd_check(lab, "hv3").missing == ["eth0 ipv4"]
+    finally:
+        netns.vtysh(up, vty, "configure terminal", f"interface {iface}", "ip ospf bfd")
+    assert wait_for(lambda: _bfd_check(lab, "hv3").ok, 30)
 
 
 def test_rendered_configs_are_a_fixed_point_of_frr(lab: runner.Lab) -> None:
