@@ -216,6 +216,20 @@ def loop_timeout(now: float, verify: float, **timers: float | None) -> float:
     return max(0.0, min(waits))
 
 
+def bfd_sessions_lost(neighbors: Mapping[str, Any], bfd_peers: list[Any]) -> set[str]:
+    """Established BGP neighbours with BFD configured that bfdd has no session
+    for (from `show bgp neighbors json` and `show bfd peers json`)."""
+    have = {str(p.get("peer")) for p in bfd_peers if isinstance(p, dict)}
+    return {
+        address
+        for address, info in neighbors.items()
+        if isinstance(info, dict)
+        and info.get("peerBfdInfo")
+        and info.get("bgpState") == "Established"
+        and address not in have
+    }
+
+
 class NoBgp(AnnounceDriver):
     """An OSPF-only host: no BGP announcements (the OSPF gates do the work)."""
 
@@ -382,6 +396,11 @@ class Daemon:
         self.defaults_missing: frozenset[int] = frozenset()  # confirmed
         self.next_defaults_fix = 0.0
         self.defaults_reinstalls = 0
+        # BGP neighbours whose BFD session bfdd lost (see _check_bfd).
+        self.bfd_suspect: set[str] = set()
+        self.bfd_lost: set[str] = set()  # confirmed
+        self.bfd_fixed_at: dict[str, float] = {}
+        self.bfd_repairs = 0
         self._control: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -615,6 +634,7 @@ class Daemon:
             self.next_liveness = now + s.liveness_confirm
             return
         self._check_defaults(now, audit.defaults)
+        self._check_bfd(now)
         differs = audit.differs
         confirmed = differs & self.liveness_suspect
         self.liveness_suspect = differs - confirmed
@@ -693,6 +713,80 @@ class Daemon:
                 log.warning("re-sending bgpd's best paths: %s", bad[0].output.strip())
         except DriverError as exc:
             log.warning("re-sending bgpd's best paths: %s", exc)
+        finally:
+            self._register_monitor()
+
+    def _check_bfd(self, now: float) -> None:
+        """Give bgpd's BGP neighbours their BFD sessions back.
+
+        FRR 8.4: bfdd, reconnecting to a restarted zebra, frees every session
+        its clients registered (bfdd_zebra_connected -> pc_free_all in
+        bfdd/ptm_adapter.c): the sessions go down, and so do the BGP sessions
+        on top (~8 s after the restart: the zclient reconnect timer). It then
+        asks zebra to have the clients replay their sessions
+        (ZEBRA_BFD_DEST_REPLAY), but zebra relays that only to the clients
+        connected at that moment; bgpd reconnects about when bfdd does, and
+        when it misses the replay its sessions stay "installed" in its own
+        view (lib/bfd.c) and are never sent again. The IPv6 session comes back
+        when bgpd re-learns its source address on reconnect (which reinstalls
+        it); the IPv4 one never does. Re-applying the neighbour's `bfd` lines
+        reinstalls the session; the BGP session is not touched.
+        """
+        s = self.settings
+        client = self.monitor.clients.get("bgpd")
+        bfdd_path = s.vty_dir / "bfdd.vty"
+        if not s.runs_bgp or s.asn is None or client is None or not client.connected:
+            return
+        if not bfdd_path.exists():
+            return
+        bfdd = VtyClient(bfdd_path, timeout=5)
+        try:
+            (neighbors,) = client.run(["show bgp neighbors json"])
+            (peers,) = bfdd.run(["show bfd peers json"])
+            lost = bfd_sessions_lost(
+                json.loads(neighbors.output or "{}"), json.loads(peers.output or "[]")
+            )
+        except (DriverError, ValueError) as exc:
+            log.warning("cannot compare bgpd's BFD neighbours with bfdd's sessions: %s", exc)
+            return
+        finally:
+            bfdd.close()
+            self._register_monitor()
+        confirmed = lost & self.bfd_suspect
+        self.bfd_suspect = lost
+        self.bfd_lost = confirmed
+        due = sorted(a for a in confirmed if now - self.bfd_fixed_at.get(a, -1e9) >= 30)
+        if not due:
+            return
+        self.metrics.errors.labels("bfd-session-lost").inc(len(due))
+        log.error(
+            "ALERT: bfdd lost the BFD sessions of established BGP neighbours (zebra "
+            "restarted); re-applying their bfd configuration in bgpd",
+            extra={"fields": {"neighbors": due}},
+        )
+        try:
+            (config,) = client.run(["show running-config"])
+            lines = ["configure terminal", f"router bgp {s.asn}"]
+            for address in due:
+                mine = [
+                    line.strip()
+                    for line in config.output.splitlines()
+                    if line.strip().startswith(f"neighbor {address} bfd")
+                ]
+                if not mine:
+                    log.warning(
+                        "neighbour %s: its bfd comes from a peer-group; not touched", address
+                    )
+                    continue
+                self.bfd_fixed_at[address] = now
+                self.bfd_repairs += 1
+                lines += [f"no neighbor {address} bfd", *mine]
+            replies = client.run([*lines, "end"])
+            bad = [r for r in replies if not r.ok]
+            if bad:
+                log.warning("re-applying bfd: %s: %s", bad[0].command, bad[0].output.strip())
+        except DriverError as exc:
+            log.warning("re-applying bfd: %s", exc)
         finally:
             self._register_monitor()
 
@@ -1183,12 +1277,16 @@ class Daemon:
             # bgpd's best default routes the kernel lacks (IP versions), and repairs so far
             "kernel_defaults_missing": sorted(self.defaults_missing),
             "defaults_reinstalls": self.defaults_reinstalls,
+            # established BGP neighbours with BFD configured that bfdd has no session for
+            "bfd_sessions_lost": sorted(self.bfd_lost),
+            "bfd_repairs": self.bfd_repairs,
             "healthy": (
                 self.frr_up
                 and not self.monitor.down
                 and self.unverified_since is None
                 and self.kernel_view_ok
                 and not self.defaults_missing
+                and not self.bfd_lost
                 and self.last_error is None
             ),
             "ospf_daemons": [g.daemon for g in self.ospf_gates],

@@ -540,3 +540,17 @@ def test_missing_default_is_confirmed_then_reinstalled_once_per_cooldown(
     daemon._check_defaults(110.0, frozenset())
     daemon._check_defaults(111.0, frozenset())
     assert sent == [1, 1] and daemon.defaults_missing == frozenset()
+
+
+def test_bfd_sessions_lost_are_established_bfd_neighbours_bfdd_lacks() -> None:
+    from frrctl.daemon import bfd_sessions_lost
+
+    neighbors = {
+        "198.18.0.3": {"bgpState": "Established", "peerBfdInfo": {"status": "Up"}},
+        "2001:db8:fffe::3": {"bgpState": "Established", "peerBfdInfo": {"status": "Up"}},
+        "198.18.0.5": {"bgpState": "Active", "peerBfdInfo": {"status": "Down"}},  # not up: skip
+        "198.18.0.7": {"bgpState": "Established"},  # no BFD configured
+    }
+    peers = [{"peer": "2001:db8:fffe::3", "status": "up"}]
+    assert bfd_sessions_lost(neighbors, peers) == {"198.18.0.3"}
+    assert bfd_sessions_lost(neighbors, [*peers, {"peer": "198.18.0.3"}]) == set()
