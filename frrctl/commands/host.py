@@ -287,9 +287,10 @@ def _register_guest(sub: Sub) -> None:
         help="print a routed guest's network configuration",
         description="Print the guest network configuration: OpenStack network_data.json "
         "(network-data: Debian/ENI and systemd-networkd guests, and any ConfigDrive), "
-        "cloud-init network-config v2 (netplan: netplan guests only), Windows PowerShell "
-        "(windows), iproute2 commands (ip) or a JSON summary (json). Addresses are /32 and "
-        "/128; the gateways are 169.254.0.1 and fe80::1, on-link.",
+        "cloud-init network-config v2 (netplan: netplan guests; ENI and networkd read it "
+        "too), Windows PowerShell (windows), iproute2 commands (ip) or a JSON summary "
+        "(json). Addresses are /32 and /128; the gateways are 169.254.0.1 and fe80::1, "
+        "on-link.",
         epilog=help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

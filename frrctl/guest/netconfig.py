@@ -3,11 +3,11 @@
 One model (`GuestNet`), several renderings:
 
 * `netplan`: cloud-init network-config version 2, matched by MAC: addresses
-  as /32 and /128, `accept-ra: false`, no DHCP, `0.0.0.0/0 via 169.254.0.1
-  on-link: true`, `gateway6: fe80::1` (default via fe80::1; see netplan()),
-  nameservers. Meant for netplan guests, where cloud-init passes it through
-  unchanged; cloud-init 22.4 drops `on-link` when it renders v2 as ENI or
-  networkd, so those guests should read network_data.json (ConfigDrive);
+  as /32 and /128, `accept-ra: false`, no DHCP, `gateway4: 169.254.0.1` with
+  a link route `169.254.0.1/32 via 0.0.0.0`, `gateway6: fe80::1`,
+  nameservers. Meant for netplan guests (cloud-init passes it through); it
+  also survives cloud-init 22.4's ENI and networkd renderers, which drop the
+  `on-link` flag a default route would need (see netplan());
 * `network-data`: OpenStack `network_data.json`, as ConfigDrive carries it;
   what Debian (ENI/ifupdown) and systemd-networkd guests should read. The
   format has no on-link flag, so each family names its gateway as the
@@ -94,7 +94,12 @@ def netplan(g: GuestNet) -> dict[str, Any]:
     if g.mtu:
         eth["mtu"] = g.mtu
     if g.v4:
-        eth["routes"] = [{"to": "0.0.0.0/0", "via": str(GATEWAY4), "on-link": True}]
+        # `gateway4` and a link route to it, not a 0.0.0.0/0 route with `on-link`:
+        # cloud-init 22.4 drops on-link when it renders v2 as ENI or networkd, while
+        # gateway4 becomes ifupdown's `gateway` (added `onlink`) and networkd's
+        # Gateway=, which the link route makes reachable (netplan: the same).
+        eth["gateway4"] = str(GATEWAY4)
+        eth["routes"] = [{"to": f"{GATEWAY4}/32", "via": "0.0.0.0"}]
     if g.v6:
         # `gateway6`, not a `::/0` route: cloud-init 22.4 turns a v2 route to ::/0
         # into ::/64 when it renders ENI or networkd; gateway6 survives every

@@ -29,20 +29,20 @@ MATRIX: tuple[Support, ...] = (
         "DHCPv6), so the guest would accept an RA and waits ~10 s for one before it is "
         "'configured': the host sends none and the port guard drops RAs from VMs",
     ),
-    Support("netplan", "netplan", True, "netplan guests (Ubuntu): v2 passed through, on-link kept"),
-    Support("netplan", "network-data", True, "netplan guests booted from a ConfigDrive"),
     Support(
-        "eni",
         "netplan",
-        False,
-        "cloud-init drops v2 on-link: the IPv4 default route fails; use network-data",
+        "netplan",
+        True,
+        "netplan guests (Ubuntu): v2 passed through; netplan 0.106 warns that gateway4 "
+        "and gateway6 are deprecated, and applies them",
     ),
+    Support("netplan", "network-data", True, "netplan guests booted from a ConfigDrive"),
+    Support("eni", "netplan", True, "ifupdown from v2: gateway4/gateway6 as ENI `gateway`"),
     Support(
         "networkd",
         "netplan",
-        False,
-        "cloud-init drops v2 on-link: Gateway=169.254.0.1 without GatewayOnLink, the link "
-        "stays 'configuring'; use network-data",
+        True,
+        "networkd from v2: as from network-data (RAs and the ~10 s wait alike)",
     ),
     Support(
         "sysconfig",
@@ -69,13 +69,14 @@ def ra_refused(renderer: str, source: str, has_v6: bool) -> bool:
 
     cloud-init reads accept-ra: false from network_data.json only when it has an IPv6
     network (an IPv4-only guest keeps the kernel's or networkd's default, which accepts);
-    ifupdown's `inet6 static` writes accept_ra=0; cloud-init 22.4's networkd renderer
-    never writes IPv6AcceptRA=no for static addresses; netplan writes it from accept-ra.
+    ifupdown's `inet6 static` writes accept_ra=0 (an IPv4-only guest has none);
+    cloud-init 22.4's networkd renderer never writes IPv6AcceptRA=no for static
+    addresses; netplan writes it from accept-ra, which frrctl's v2 always sets.
     """
     if renderer == "networkd":
         return False
     if renderer == "netplan" and source == "netplan":
-        return True  # frrctl's v2 always says accept-ra: false
+        return True
     return has_v6
 
 
@@ -88,8 +89,8 @@ def help_text(width: int = 88) -> str:
         lines += textwrap.wrap(head + row.note, width, subsequent_indent="      ")
     lines += textwrap.wrap(
         "  RAs: refused where the guest has IPv6 (accept-ra: false), except by networkd; "
-        "an IPv4-only guest from network-data keeps its default. windows: PowerShell, not "
-        "applied by the test suite.",
+        "an IPv4-only guest keeps its default, except netplan from v2. windows: PowerShell, "
+        "not applied by the test suite.",
         width,
         subsequent_indent="      ",
     )

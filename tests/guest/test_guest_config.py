@@ -60,8 +60,8 @@ def test_netplan_v2_shape() -> None:
         "192.0.2.30/32", "198.51.100.4/32", "2001:db8:100::80/128", "2001:db8:100::81/128",
     ]  # fmt: skip
     assert eth["accept-ra"] is False and eth["dhcp4"] is False and eth["dhcp6"] is False
-    assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True}]
-    assert eth["gateway6"] == "fe80::1"
+    assert eth["gateway4"] == "169.254.0.1" and eth["gateway6"] == "fe80::1"
+    assert eth["routes"] == [{"to": "169.254.0.1/32", "via": "0.0.0.0"}]
     assert eth["nameservers"] == {"addresses": ["192.0.2.53", "2001:db8::53"]}
 
 
@@ -70,8 +70,8 @@ def test_single_family_guests_get_only_their_gateway() -> None:
     v6 = GuestNet.parse(MAC, ["2001:db8:100::80"])
     eth4 = yaml.safe_load(render(v4, "netplan"))["network"]["ethernets"]["eth0"]
     eth6 = yaml.safe_load(render(v6, "netplan"))["network"]["ethernets"]["eth0"]
-    assert [r["via"] for r in eth4["routes"]] == ["169.254.0.1"] and "gateway6" not in eth4
-    assert "routes" not in eth6 and eth6["gateway6"] == "fe80::1"
+    assert eth4["gateway4"] == "169.254.0.1" and "gateway6" not in eth4
+    assert "routes" not in eth6 and "gateway4" not in eth6 and eth6["gateway6"] == "fe80::1"
     assert [n["type"] for n in network_data(v6)["networks"]] == ["ipv6"]
     assert "-NextHop fe80::1" not in windows(v4) and "-NextHop 169.254.0.1" not in windows(v6)
     assert "nameservers" not in yaml.safe_load(render(v4, "netplan"))["network"]["ethernets"][
@@ -138,25 +138,25 @@ def test_cli_guest_config_formats() -> None:
 def test_cloud_init_reads_our_v2_config(tmp_path: Path) -> None:
     src = tmp_path / "network-config.yaml"
     src.write_text(render(_net(), "netplan"))
-    # netplan renderer: cloud-init validates our v2 and passes it through, on-link kept
+    # netplan renderer: cloud-init validates our v2 and passes it through
     out = yaml.safe_load(_only(_convert(src, "yaml", "netplan", tmp_path / "np"), ".yaml"))
     eth = out["network"]["ethernets"]["eth0"]
     assert "192.0.2.30/32" in eth["addresses"] and "2001:db8:100::80/128" in eth["addresses"]
-    assert eth["routes"] == [{"to": "0.0.0.0/0", "via": "169.254.0.1", "on-link": True}]
-    assert eth["gateway6"] == "fe80::1"
+    assert eth["routes"] == [{"to": "169.254.0.1/32", "via": "0.0.0.0"}]
+    assert eth["gateway4"] == "169.254.0.1" and eth["gateway6"] == "fe80::1"
     assert eth["match"]["macaddress"] == MAC and eth["accept-ra"] is False
-    # networkd / ENI renderers of cloud-init 22.4: addresses and both default
-    # routes arrive (the IPv6 one as a real default, not the ::/64 that a ::/0
-    # route becomes); on-link is dropped by cloud-init here, which is why
-    # ConfigDrive guests get network_data.json (see the next test)
+    # networkd / ENI renderers of cloud-init 22.4 (which drop on-link): the gateways
+    # arrive as networkd's Gateway= next to the link route, as ifupdown's `gateway`
     nd = _only(_convert(src, "yaml", "networkd", tmp_path / "nd"), ".network")
     assert "Address=192.0.2.30/32" in nd and "Address=2001:db8:100::81/128" in nd
+    assert "Destination=169.254.0.1/32" in nd
     assert "Gateway=169.254.0.1" in nd and "Gateway=fe80::1" in nd
     assert "::/64" not in nd
     assert f"MACAddress={MAC}" in nd
     eni = _only(_convert(src, "yaml", "eni", tmp_path / "eni"), "50-cloud-init")
     assert "address 192.0.2.30/32" in eni and "address 2001:db8:100::80/128" in eni
-    assert "gateway fe80::1" in eni and "::/64" not in eni
+    assert "gateway 169.254.0.1" in eni and "gateway fe80::1" in eni
+    assert "default gw" not in eni and "::/64" not in eni
 
 
 @needs_cloud_init
@@ -275,7 +275,6 @@ def test_help_marks_every_unsupported_renderer() -> None:
         status = "supported" if row.supported else "UNSUPPORTED"
         assert f"{row.renderer} <- {row.source}: {status}." in text
     assert {(r.renderer, r.source) for r in MATRIX if not r.supported} == {
-        ("eni", "netplan"), ("networkd", "netplan"),
         ("sysconfig", "network-data"), ("sysconfig", "netplan"),
     }  # fmt: skip
 
