@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "frrctl.commands.lab",
     "frrctl.commands.host",
     "frrctl.commands.daemon",
+    "frrctl.commands.libvirt",
 )
 
 
