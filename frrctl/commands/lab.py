@@ -105,6 +105,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=cmd_bench)
 
+    p = labsub.add_parser(
+        "chaos", help="a seeded random soak of the lab (controller mode), with invariants"
+    )
+    p.add_argument("--seed", type=int, required=True, help="the schedule's seed")
+    p.add_argument("--duration", type=float, default=60, help="seconds to run (default 60)")
+    p.add_argument("--bound", type=float, default=60, help="convergence bound per event (s)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_chaos)
+
     p = labsub.add_parser("down", help="remove every namespace, process and file of the lab")
     p.set_defaults(func=cmd_down)
 
@@ -183,3 +192,18 @@ def cmd_down(args: argparse.Namespace) -> int:
         else "lab down: nothing to remove"
     )
     return 0
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from frrctl.lab.chaos import format_summary, run
+
+    if not args.duration > 0 or not args.bound > 0:
+        raise UsageError("--duration and --bound must be positive numbers of seconds")
+
+    def progress(text: str) -> None:
+        if not args.json:
+            print(f"chaos: {text}", flush=True)
+
+    summary = run(runner.attach(args.state_dir), args.seed, args.duration, args.bound, progress)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0 if summary["ok"] else 1
