@@ -55,6 +55,8 @@ def ifup(ns: str, interfaces: Path, ifname: str, state_dir: Path, dad: bool = Tr
     `dad=False` is ifupdown's own `dad-attempts 0` (`nodad`, no wait for DAD): what
     a lab with one VM per address can afford, and ~1 s faster per VM.
     """
+    if shutil.which("ifup") is None:
+        raise FrrctlError("ifup not found: apt-get install ifupdown")
     state_dir.mkdir(parents=True, exist_ok=True)
     cmd = ["ip", "netns", "exec", ns, "ifup", "--no-scripts", "-i", str(interfaces),
            "--state-dir", str(state_dir)]  # fmt: skip
