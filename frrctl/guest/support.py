@@ -26,7 +26,7 @@ MATRIX: tuple[Support, ...] = (
         "network-data",
         True,
         "systemd-networkd guests; cloud-init 22.4 writes no IPv6AcceptRA=no (only with "
-        "DHCPv6), so the guest would accept an RA and waits ~10 s for one before it is "
+        "DHCPv6), so the guest would accept an RA and waits ~13 s for one before it is "
         "'configured': the host sends none and the port guard drops RAs from VMs",
     ),
     Support(
@@ -42,7 +42,7 @@ MATRIX: tuple[Support, ...] = (
         "networkd",
         "netplan",
         True,
-        "networkd from v2: as from network-data (RAs and the ~10 s wait alike)",
+        "networkd from v2: as from network-data (RAs and the ~13 s wait alike)",
     ),
     Support(
         "sysconfig",
@@ -55,13 +55,6 @@ MATRIX: tuple[Support, ...] = (
     ),
     Support("sysconfig", "netplan", False, "as for network-data (same renderer)"),
 )
-
-
-def lookup(renderer: str, source: str) -> Support:
-    for row in MATRIX:
-        if (row.renderer, row.source) == (renderer, source):
-            return row
-    raise KeyError((renderer, source))
 
 
 def ra_refused(renderer: str, source: str, has_v6: bool) -> bool:
