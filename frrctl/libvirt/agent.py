@@ -35,6 +35,7 @@ log = logging.getLogger("frrctl.libvirt")
 EVENTS = ("DEFINED", "UNDEFINED", "STARTED", "SUSPENDED", "RESUMED", "STOPPED", "SHUTDOWN",
           "PMSUSPENDED", "CRASHED")  # fmt: skip
 DETAILS = {
+    "SHUTDOWN": ("FINISHED", "GUEST", "HOST"),
     "STARTED": ("BOOTED", "MIGRATED", "RESTORED", "FROM_SNAPSHOT", "WAKEUP"),
     "SUSPENDED": (
         "PAUSED",
@@ -86,6 +87,7 @@ def start_event_loop() -> None:
     if _loop_started:
         return
     lv = _libvirt()
+    lv.registerErrorHandler(lambda *_: None, None)  # errors are raised; no stderr noise
     lv.virEventRegisterDefaultImpl()
 
     def run() -> None:
@@ -364,8 +366,9 @@ def set_metadata(uri: str, domain: str, mac: str, addresses: tuple[Any, ...] | N
             if new == current and (text or not new):
                 continue
             if new:
-                dom.setMetadata(lv.VIR_DOMAIN_METADATA_ELEMENT, metadata.render(new),
-                                metadata.PREFIX, metadata.NS, flag)  # fmt: skip
+                body = metadata.render(new, namespaced=False)
+                dom.setMetadata(lv.VIR_DOMAIN_METADATA_ELEMENT, body, metadata.PREFIX,
+                                metadata.NS, flag)  # fmt: skip
             else:
                 dom.setMetadata(lv.VIR_DOMAIN_METADATA_ELEMENT, None, None, metadata.NS, flag)
             changed = True

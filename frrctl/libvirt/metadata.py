@@ -11,8 +11,10 @@
 
 One `interface` per routed NIC, matched to the domain's `<interface>` by MAC;
 each `ip` is one host address (/32 or /128, the prefix length may be given).
-libvirt keeps the element as written, under the namespace URI; a domain
-without it is not frrctl's. Pure: parse and render only, errors one line.
+The root element is found by its namespace URI; below it, names are matched
+without namespace (virDomainSetMetadata puts only the root and its children in
+the namespace, `virsh edit` may put all of them). A domain without the
+element is not frrctl's. Pure: parse and render only, errors one line.
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ def _sorted(addrs: Sequence[IPAddress]) -> tuple[IPAddress, ...]:
 
 
 def parse_element(elem: ET.Element) -> tuple[Nic, ...]:
-    """`<frrctl:instance>` -> its NICs; MetadataError on anything malformed."""
-    if elem.tag != f"{_Q}instance":
+    """`<frrctl:instance>` -> its NICs; MetadataError on anything malformed.
+
+    virDomainGetMetadata returns the element without its namespace: a plain
+    `<instance>` root is accepted too.
+    """
+    if elem.tag not in (f"{_Q}instance", "instance"):
         raise MetadataError(f"frrctl metadata: root element is {elem.tag!r}, expected instance")
     nics: dict[str, Nic] = {}
     seen: dict[IPAddress, str] = {}
     for child in elem:
-        if child.tag != f"{_Q}interface":
+        if _local(child.tag) != "interface":
             raise MetadataError(f"frrctl metadata: unknown element {_local(child.tag)!r}")
         raw_mac = child.get("mac")
         if raw_mac is None:
@@ -64,7 +70,7 @@ def parse_element(elem: ET.Element) -> tuple[Nic, ...]:
             raise MetadataError(f"frrctl metadata: interface {mac} is given twice")
         addrs: list[IPAddress] = []
         for ip in child:
-            if ip.tag != f"{_Q}ip" or ip.get("address") is None:
+            if _local(ip.tag) != "ip" or ip.get("address") is None:
                 raise MetadataError(
                     f"frrctl metadata: interface {mac}: expected <ip address=.../>, "
                     f"got {_local(ip.tag)!r}"
@@ -100,15 +106,21 @@ def find(domain_xml: ET.Element) -> ET.Element | None:
     return None if meta is None else meta.find(f"{_Q}instance")
 
 
-def render(nics: Sequence[Nic]) -> str:
-    """The element for virDomainSetMetadata (deterministic: MACs and addresses sorted)."""
-    lines = [f'<{PREFIX}:instance xmlns:{PREFIX}="{NS}">']
+def render(nics: Sequence[Nic], namespaced: bool = True) -> str:
+    """The element, deterministic (MACs and addresses sorted).
+
+    `namespaced=False`: the form virDomainSetMetadata takes (it adds the
+    namespace itself, under PREFIX, and fails if the element declares it).
+    """
+    p = f"{PREFIX}:" if namespaced else ""
+    decl = f' xmlns:{PREFIX}="{NS}"' if namespaced else ""
+    lines = [f"<{p}instance{decl}>"]
     for nic in sorted(nics, key=lambda n: n.mac):
-        lines.append(f'  <{PREFIX}:interface mac="{nic.mac}">')
+        lines.append(f'  <{p}interface mac="{nic.mac}">')
         for addr in _sorted(nic.addresses):
-            lines.append(f'    <{PREFIX}:ip address="{addr}"/>')
-        lines.append(f"  </{PREFIX}:interface>")
-    lines.append(f"</{PREFIX}:instance>")
+            lines.append(f'    <{p}ip address="{addr}"/>')
+        lines.append(f"  </{p}interface>")
+    lines.append(f"</{p}instance>")
     return "\n".join(lines) + "\n"
 
 

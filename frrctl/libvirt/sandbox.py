@@ -176,6 +176,18 @@ class Sandbox:
             raise FrrctlError(f"virsh {' '.join(argv)}: {r.stderr.strip()}")
         return r
 
+    def restart(self, timeout: float = 30.0) -> None:
+        """End libvirtd alone (its QEMUs run on, as on a package upgrade), start it again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.socket.unlink(missing_ok=True)
+        self.start(timeout)
+
     def stop(self, remove: bool = True) -> None:
         """Destroy every domain, end libvirtd and every QEMU of the namespace."""
         if self.proc is not None and self.proc.poll() is None and self.socket.exists():

@@ -94,6 +94,13 @@ def test_bad_metadata_is_one_line(body: str, needle: str) -> None:
     assert "\n" not in str(exc.value)
 
 
+def test_parse_the_form_virdomaingetmetadata_returns() -> None:
+    nics = (Nic(MAC1, (A("192.0.2.1"), A("2001:db8::1"))),)
+    plain = metadata.render(nics, namespaced=False)
+    assert "xmlns" not in plain and plain.startswith("<instance>")
+    assert metadata.parse(plain) == nics == metadata.parse(metadata.render(nics))
+
+
 def test_not_xml() -> None:
     with pytest.raises(MetadataError, match="not XML"):
         metadata.parse("<f:instance")
