@@ -1,0 +1,142 @@
+"""A real live migration between two libvirtds in two hypervisor namespaces.
+
+libvirt's own live migration (virDomainMigrate3, VIR_MIGRATE_LIVE, the same as
+`virsh migrate --live`): the two libvirtds talk over their unix sockets and
+the QEMU migration stream goes over a unix socket both namespaces can open
+(libvirt 9.0 supports `unix://` migration URIs), so no link between the
+namespaces is needed. Every route change on both cloudbr0s is recorded by
+`ip -tshort monitor route` while it runs: no address may be routed by both
+hosts at any instant, the destination plugs only once the guest resumes there.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.libvirt.lvharness import LvHost, wait_for
+
+pytestmark = pytest.mark.slow
+
+MAC = "52:54:00:4c:57:01"
+ADDRS = ["192.0.2.150", "2001:db8:100::150"]
+_LINE = re.compile(r"^\[(?P<ts>[^\]]+)\]\s+(?P<deleted>Deleted\s+)?(?P<dst>\S+)\s.*dev cloudbr0")
+
+
+def monitor(h: LvHost, path: Path) -> subprocess.Popen[bytes]:
+    with open(path, "wb") as out:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", h.ns, "ip", "-tshort", "monitor", "route"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def changes(path: Path) -> list[tuple[float, str, bool]]:
+    """(time, address, routed) for every change of a host route of the guest."""
+    out = []
+    for line in path.read_text().splitlines():
+        m = _LINE.match(line)
+        if m and m["dst"] in ADDRS:
+            ts = datetime.fromisoformat(m["ts"]).timestamp()
+            out.append((ts, m["dst"], not m["deleted"]))
+    return out
+
+
+def intervals(chs: list[tuple[float, str, bool]], addr: str, start: bool) -> list[list[float]]:
+    """When `addr` was routed, from the monitor's start (routed then: `start`) to now."""
+    spans: list[list[float]] = [[0.0, float("inf")]] if start else []
+    for t, a, routed in chs:
+        if a != addr:
+            continue
+        if routed and (not spans or spans[-1][1] != float("inf")):
+            spans.append([t, float("inf")])
+        elif not routed and spans and spans[-1][1] == float("inf"):
+            spans[-1][1] = t
+    return spans
+
+
+def first(log: list[dict[str, Any]], **match: str) -> dict[str, Any]:
+    for e in log:
+        if all(e.get(k) == v for k, v in match.items()):
+            return e
+    raise AssertionError(f"no agent log entry {match}")
+
+
+def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None:
+    import libvirt
+
+    src, dst = lvpair
+    dom = src.start("mig", MAC, ADDRS)
+    name = dom.name()
+    wait_for(lambda: set(ADDRS) <= src.routes(), 15, "plug on the source")
+    boot = src.wait_booted(name)
+    for a in ADDRS:
+        assert src.ping(a), f"guest does not answer on {a} before the migration"
+    assert not set(ADDRS) & dst.routes()
+
+    mons = [monitor(h, tmp_path / f"mon{i}.log") for i, h in enumerate(lvpair)]
+    try:
+        time.sleep(0.3)  # the monitors are listening
+        t0 = time.time()
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{tmp_path}/migrate.sock"}
+        new = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE)
+        t_done = time.time()
+        stats = new.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        wait_for(lambda: set(ADDRS) <= dst.routes(), 15, "plug on the destination")
+        wait_for(lambda: not set(ADDRS) & src.routes(), 15, "unplug on the source")
+        time.sleep(0.3)
+    finally:
+        for m in mons:
+            m.terminate()
+            m.wait(5)
+    assert new.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    for a in ADDRS:
+        assert dst.ping(a), f"guest does not answer on {a} after the migration"
+    assert f"{name}@{MAC}" not in src.record()
+    assert dst.record()[f"{name}@{MAC}"]["port"] == dst.tap("mig")
+    assert dst.record()[f"{name}@{MAC}"]["ok"]
+
+    # never both: the source's routes end before the destination's begin
+    sc, dc = changes(tmp_path / "mon0.log"), changes(tmp_path / "mon1.log")
+    gaps = []
+    for a in ADDRS:
+        s_int, d_int = intervals(sc, a, True), intervals(dc, a, False)
+        assert len(s_int) == 1 and len(d_int) == 1, (a, s_int, d_int)
+        s_end, d_start = s_int[0][1], d_int[0][0]
+        assert s_end < d_start, f"{a} routed by both hosts from {d_start} to {s_end}"
+        gaps.append(d_start - s_end)
+
+    # the agents' moments: source withdraws on SUSPENDED/MIGRATED, destination plugs on
+    # RESUMED/MIGRATED (not on the paused incoming STARTED/MIGRATED)
+    slog, dlog = src.log(), dst.log()
+    suspended = first(slog, msg="event", domain=name, event="SUSPENDED", detail="MIGRATED")
+    unplugged = first(slog, msg="unplugged", instance=f"{name}@{MAC}")
+    started = first(dlog, msg="event", domain=name, event="STARTED", detail="MIGRATED")
+    resumed = first(dlog, msg="event", domain=name, event="RESUMED", detail="MIGRATED")
+    plugged = first(dlog, msg="plugged", instance=f"{name}@{MAC}")
+    assert unplugged["event"] == "SUSPENDED" and plugged["event"] == "RESUMED"
+    assert started["t"] < resumed["t"] <= plugged["t"]
+    assert suspended["t"] <= unplugged["t"]
+    assert [e for e in slog if e.get("msg") == "event" and e.get("event") == "STOPPED"]
+
+    figures = {
+        "guest boot s": round(boot, 2),
+        "migration s": round(t_done - t0, 2),
+        "QEMU downtime ms": stats.get("downtime"),
+        "source: SUSPENDED -> unplugged ms": round((unplugged["t"] - suspended["t"]) * 1e3, 1),
+        "destination: RESUMED -> plugged ms": round((plugged["t"] - resumed["t"]) * 1e3, 1),
+        "guest paused (src SUSPENDED -> dst RESUMED) ms": round(
+            (resumed["t"] - suspended["t"]) * 1e3, 1
+        ),
+        "no route on either host ms": [round(g * 1e3, 1) for g in gaps],
+    }
+    print("\nmigration figures:", figures)
+    (tmp_path / "figures.txt").write_text(repr(figures) + "\n")
+    new.destroy()
+    wait_for(lambda: not set(ADDRS) & dst.routes(), 15, "unplug after destroy")
