@@ -61,7 +61,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condit
 
 
 def domain_xml(name: str, image: Path, mac: str, tap: str, addrs: list[str], console: Path,
-               meta: str | None) -> str:  # fmt: skip
+               meta: str | None, bridge: bool = False) -> str:  # fmt: skip
     ips = " ".join(f"frrctl.ip={a}" for a in addrs)
     md = f"<metadata>{meta}</metadata>" if meta else ""
     return f"""<domain type='qemu'>
@@ -73,7 +73,8 @@ def domain_xml(name: str, image: Path, mac: str, tap: str, addrs: list[str], con
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='yes'/>
+    <interface type='{"bridge" if bridge else "ethernet"}'><mac address='{mac}'/>
+      {"<source bridge='cloudbr0'/>" if bridge else ""}<target dev='{tap}' managed='yes'/>
       <model type='virtio'/></interface>
     <serial type='file'><source path='{console}' append='on'/><target port='0'/></serial>
     <memballoon model='none'/></devices>
@@ -160,11 +161,12 @@ class LvHost:
         return self.dir / f"{name}.console"
 
     def start(self, tag: str, mac: str, addrs: list[str], meta: str | None = "auto",
-              persistent: bool = False) -> Any:  # fmt: skip
+              persistent: bool = False, bridge: bool = False) -> Any:  # fmt: skip
         name = f"{self.prefix}-{tag}"
         if meta == "auto":
             meta = meta_for((mac, addrs))
-        xml = domain_xml(name, self.image, mac, self.tap(tag), addrs, self.console(name), meta)
+        xml = domain_xml(name, self.image, mac, self.tap(tag), addrs, self.console(name), meta,
+                         bridge)  # fmt: skip
         if persistent:
             dom = self.conn.defineXML(xml)
             dom.create()

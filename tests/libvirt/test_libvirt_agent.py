@@ -70,11 +70,14 @@ def test_start_plugs_guest_answers_then_shutdown_unplugs(lvhost: LvHost) -> None
     assert stopped[-1]["detail"] == "SHUTDOWN"
 
 
-def test_crash_unplugs(lvhost: LvHost) -> None:
+def test_crash_unplugs_bridge_interface(lvhost: LvHost) -> None:
     h = lvhost
-    dom = h.start("crash", mac(2), addrs(2))
+    dom = h.start("crash", mac(2), addrs(2), bridge=True)  # libvirt puts the tap on cloudbr0
     name = dom.name()
     wait_for(lambda: plugged(h, 2), 15, "plug")
+    inst = h.record()[f"{name}@{mac(2)}"]
+    assert inst["port"] == h.tap("crash") and inst["ok"], inst["drift"]
+    assert h.wait_booted(name) and h.ping(addrs(2)[0]) and h.ping(addrs(2)[1])
     os.kill(h.qemu_pid(name), signal.SIGKILL)  # the QEMU process dies under libvirtd
     wait_for(lambda: gone(h, 2), 15, "unplug after QEMU was killed")
     assert f"{name}@{mac(2)}" not in h.record()
@@ -91,6 +94,14 @@ def test_destroy_unplugs_and_port_guard_goes(lvhost: LvHost) -> None:
     wait_for(lambda: plugged(h, 3), 15, "plug")
     nft = h.run("nft", "list", "table", "netdev", "frrctl").stdout
     assert h.tap("destroy") in nft
+    # a pause by a user is not a move: the guest goes on here, the routes stay
+    dom.suspend()
+    wait_for(lambda: [e for e in events(h, name, "event") if e["event"] == "SUSPENDED"], 10,
+             "SUSPENDED")  # fmt: skip
+    dom.resume()
+    wait_for(lambda: [e for e in events(h, name, "event") if e["detail"] == "UNPAUSED"][1:], 10,
+             "RESUMED")  # fmt: skip
+    assert plugged(h, 3) and not events(h, name, "unplugged")
     dom.destroy()
     wait_for(lambda: gone(h, 3), 15, "unplug after destroy")
     wait_for(
