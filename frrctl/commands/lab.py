@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from frrctl.errors import UsageError
-from frrctl.lab import runner
+from frrctl.lab import runner, state
 from frrctl.lab.verify import collect, format_table
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "fleet.yaml"
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab.add_argument(
         "--state-dir",
         type=Path,
-        default=runner.DEFAULT_STATE_DIR,
+        default=state.DEFAULT_STATE_DIR,
         help="where the lab keeps its state and files (default %(default)s)",
     )
     labsub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
@@ -134,7 +134,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    lab = runner.attach(args.state_dir)
+    lab = state.attach(args.state_dir)
     report = collect(lab, pings=not args.no_ping)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -146,7 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from frrctl.lab.migrate import migrate
 
-    result = migrate(runner.attach(args.state_dir), args.vm, args.to)
+    result = migrate(state.attach(args.state_dir), args.vm, args.to)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
@@ -204,6 +204,6 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"chaos: {text}", flush=True)
 
-    summary = run(runner.attach(args.state_dir), args.seed, args.duration, args.bound, progress)
+    summary = run(state.attach(args.state_dir), args.seed, args.duration, args.bound, progress)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0 if summary["ok"] else 1

@@ -351,7 +351,7 @@ def run_bench(
     """Build the bench lab, measure native then every driver, tear it down."""
     import yaml
 
-    from frrctl.lab import controller, runner
+    from frrctl.lab import controller, frrproc, runner
 
     sbin = frr_sbin or controller.frr_sbin_for(drivers)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def run_bench(
         record.wait(lambda held: not held, 30)  # a fresh peer holds nothing
 
         def restart() -> None:
-            runner.restart_daemon(lab, BENCH_HOST, "bgpd")
+            frrproc.restart_daemon(lab, BENCH_HOST, "bgpd")
 
         progress(f"native redistribution ({sbin})")
         results.append(

@@ -35,7 +35,8 @@ from typing import Any
 
 from frrctl.errors import UsageError
 from frrctl.lab import netns
-from frrctl.lab.runner import Lab, attach, restart_daemon
+from frrctl.lab.frrproc import restart_daemon
+from frrctl.lab.state import Lab, attach
 from frrctl.lab.verify import apply_exabgp_line, learned_routes
 
 KINDS = (
@@ -419,6 +420,20 @@ def apply(lab: Lab, event: Event) -> Lab:
     return lab
 
 
+def reset(lab: Lab, world: World) -> None:
+    """Back to the state the model starts from: no burst or forbidden route in any
+    kernel, no hold, no drain (also what a run leaves behind)."""
+    from frrctl.policy import Drain
+    from frrctl.status import OperatorState
+
+    bridge = lab.plan.fleet.fabric.bridge
+    for host in world.hosts:
+        ns = lab.plan.host_ns(host.name)
+        for prefix in (*host.free, *FORBIDDEN):
+            netns.ip(ns, "route", "del", prefix, "dev", bridge, check=False)
+        _operator(lab, host.name, lambda _: OperatorState(Drain.NONE, frozenset()))
+
+
 def _defaults_ok(lab: Lab, host: str) -> bool:
     """The host's kernel has a default route for each family it runs (lab verify's check)."""
     from frrctl.lab.topology import host_versions
@@ -451,6 +466,7 @@ def run(
                 "`frrctl lab up --driver vtysh|grpc`"
             )
     world = world_of(lab)
+    reset(lab, world)
     events = schedule(world, seed, count=max(1, int(duration)))  # never runs short
     watch = PeerWatch(lab.record)
     watch.forbidden = frozenset(_norm(p) for p in FORBIDDEN)  # never announced, at any moment
@@ -480,4 +496,5 @@ def run(
                 progress(f"{event.describe()}: {took}")
     finally:
         watch.stop()
+        reset(lab, world_of(attach(lab.state_dir)))
     return summarize(outcomes, watch.violations)

@@ -21,8 +21,9 @@ import yaml
 from frrctl.frr.sandbox import FrrInstall
 from frrctl.inventory import parse_inventory
 from frrctl.lab import netns
+from frrctl.lab.frrproc import restart_daemon
 from frrctl.lab.netns import LabError
-from frrctl.lab.runner import Lab, restart_daemon
+from frrctl.lab.state import Lab
 from frrctl.render import render_host
 
 GRPC_PREFIX = Path("/var/cache/frrctl/frr-grpc")

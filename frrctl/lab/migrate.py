@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 
 from frrctl.errors import UsageError
 from frrctl.lab import netns
-from frrctl.lab.runner import Lab, _record_move, plug, unplug
+from frrctl.lab.runner import plug, unplug
+from frrctl.lab.state import Lab, record_move
 
 PING_INTERVAL = 0.01
 
@@ -134,7 +135,7 @@ def migrate(lab: Lab, vm_name: str, destination: str, timeout: float = 30) -> Mi
         )
         plug(lab, vm, destination)
         moved = time.monotonic()
-        _record_move(lab.state_dir, vm.name, destination)
+        record_move(lab.state_dir, vm.name, destination)
         deadline = started + timeout
         while not all(_upstream_iface_for(lab, a) & new_links for a in vm.addresses):
             if time.monotonic() > deadline:

@@ -6,16 +6,12 @@ The state file is written before anything is created, so that a crashed run
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import secrets
 import shutil
-import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -24,72 +20,19 @@ from frrctl.frrcheck import check_config
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
 from frrctl.lab.configs import exabgp_config, upstream_config, upstream_daemons
-from frrctl.lab.netns import LabError
-from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, LabPlan, VmPlan, plan_lab
+from frrctl.lab.controller import controller_inventory, frr_sbin_for
+from frrctl.lab.frrproc import (
+    daemon_modules,
+    enabled_daemons,
+    prepare_dir,
+    start_frr,
+)
+from frrctl.lab.state import DEFAULT_STATE_DIR, STATE_FILE, Lab, load_state
+from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, VmPlan, plan_lab
+from frrctl.lab.verify import collect, control_plane_ok
 from frrctl.render import render_fleet
 
 log = logging.getLogger(__name__)
-DEFAULT_STATE_DIR = Path(os.environ.get("FRRCTL_LAB_DIR", "/run/frrctl-lab"))
-STATE_FILE = "state.json"
-
-
-@dataclass(frozen=True)
-class Lab:
-    """A running (or half-built) lab: its plan and where its files live."""
-
-    plan: LabPlan
-    state_dir: Path
-    inventory: Path
-    frr_sbin: Path = netns.FRR_SBIN  # FRR daemons: Debian's, or the gRPC-enabled build
-
-    @property
-    def workdir(self) -> Path:
-        return self.state_dir / self.plan.prefix
-
-    def nsdir(self, role: str) -> Path:
-        return self.workdir / role
-
-    def vty(self, role: str) -> Path:
-        return self.nsdir(role) / "vty"
-
-    def host_state(self, hostname: str) -> Path:
-        """The host's frrctl state (instance record), one per hypervisor namespace."""
-        return self.nsdir(hostname) / "frrctl-state"
-
-    @property
-    def record(self) -> Path:
-        return self.nsdir("xbgp") / "updates.jsonl"
-
-
-def load_state(state_dir: Path) -> dict[str, object] | None:
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"namespaces": [], "prefix": None}
-    return data if isinstance(data, dict) else None
-
-
-def attach(state_dir: Path) -> Lab:
-    """The lab described by the state file (LabError when no lab is up)."""
-    state = load_state(state_dir)
-    if not state or not state.get("prefix"):
-        raise LabError(f"no lab is up (no {state_dir / STATE_FILE}); run `frrctl lab up`")
-    inventory = Path(str(state["inventory"]))
-    fleet = load_inventory(inventory)
-    moves = state.get("moves") or {}
-    assert isinstance(moves, dict)
-    sbin = Path(str(state.get("frr_sbin") or netns.FRR_SBIN))
-    return Lab(plan_lab(fleet, str(state["prefix"]), moves), state_dir, inventory, sbin)
-
-
-def _record_move(state_dir: Path, vm: str, host: str) -> None:
-    path = state_dir / STATE_FILE
-    state = json.loads(path.read_text())
-    state.setdefault("moves", {})[vm] = host
-    path.write_text(json.dumps(state, indent=2))
 
 
 def down(state_dir: Path) -> list[str]:
@@ -127,8 +70,6 @@ def up(
     fleet = load_inventory(inventory)  # exit 2 before anything is touched (gateways are fixed)
     prefix = "fl" + secrets.token_hex(3)
     if driver is not None:
-        from frrctl.lab.controller import controller_inventory, frr_sbin_for
-
         raw = yaml.safe_load(inventory.read_text())
         raw = controller_inventory(raw, {h.hostname for h in fleet.hosts}, driver)
         frr_sbin = frr_sbin_for((driver,))
@@ -170,13 +111,6 @@ def up(
         down(state_dir)
         raise
     return lab
-
-
-def _prepare_dir(path: Path) -> None:
-    (path / "vty").mkdir(parents=True, exist_ok=True)
-    path.chmod(0o755)
-    netns.chown_frr(path)
-    netns.chown_frr(path / "vty")
 
 
 def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
@@ -249,28 +183,28 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
     for host in fleet.hosts:
         role = host.hostname
         workdir = lab.nsdir(role)
-        _prepare_dir(workdir)
+        prepare_dir(workdir)
         files = rendered[host.hostname]
         for rel, content in files.items():
             target = workdir / "etc" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-        daemons = ["zebra", *_enabled(files["daemons"])]
-        _start_frr(
+        daemons = ["zebra", *enabled_daemons(files["daemons"])]
+        start_frr(
             plan.host_ns(host.hostname),
             host.hostname,
             workdir,
             daemons,
             workdir / "etc" / "frr.conf",
             lab.frr_sbin,
-            _modules(files["daemons"]),
+            daemon_modules(files["daemons"]),
         )
     # The upstream router
     workdir = lab.nsdir("upstream")
-    _prepare_dir(workdir)
+    prepare_dir(workdir)
     conf = workdir / "frr.conf"
     conf.write_text(upstream_config(plan))
-    _start_frr(up_ns, "upstream", workdir, upstream_daemons(plan), conf, lab.frr_sbin)
+    start_frr(up_ns, "upstream", workdir, upstream_daemons(plan), conf, lab.frr_sbin)
     # The ExaBGP test peer
     xdir = lab.nsdir("xbgp")
     xdir.mkdir(parents=True, exist_ok=True)
@@ -333,70 +267,7 @@ def unplug(lab: Lab, vm: VmPlan, hostname: str) -> None:
     )
 
 
-def _enabled(daemons_file: str) -> list[str]:
-    out = []
-    for line in daemons_file.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and value.strip() == "yes" and name.endswith("d") and "_" not in name:
-            out.append(name.strip())
-    return out
-
-
-def _modules(daemons_file: str) -> dict[str, list[str]]:
-    """`-M module` options of each daemon in a daemons file (e.g. bgpd `-M grpc:50051`)."""
-    out: dict[str, list[str]] = {}
-    for line in daemons_file.splitlines():
-        name, sep, value = line.partition("_options=")
-        if not sep:
-            continue
-        words = value.strip().strip('"').split()
-        out[name.strip()] = [
-            w for i, w in enumerate(words) if w == "-M" or (i > 0 and words[i - 1] == "-M")
-        ]
-    return out
-
-
-def _start_frr(
-    ns: str,
-    hostname: str,
-    workdir: Path,
-    daemons: list[str],
-    conf: Path,
-    sbin: Path = netns.FRR_SBIN,
-    modules: dict[str, list[str]] | None = None,
-) -> None:
-    for daemon in daemons:
-        extra = ["-s", "90000000"] if daemon == "zebra" else []
-        extra += (modules or {}).get(daemon, [])
-        netns.start_frr_daemon(ns, hostname, daemon, workdir, extra, sbin)
-    netns.vtysh_load(ns, workdir / "vty", conf)
-
-
-def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
-    """Kill one FRR daemon of a host (SIGKILL), start it again and reload frr.conf,
-    as watchfrr and `vtysh -b` would."""
-    workdir = lab.nsdir(hostname)
-    pidfile = workdir / "vty" / f"{daemon}.pid"
-    pid = int(pidfile.read_text().strip())
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    modules = _modules((workdir / "etc" / "daemons").read_text())
-    _start_frr(
-        lab.plan.host_ns(hostname),
-        hostname,
-        workdir,
-        [daemon],
-        workdir / "etc" / "frr.conf",
-        lab.frr_sbin,
-        modules,
-    )
-
-
 def _wait_converged(lab: Lab, timeout: float) -> None:
-    from frrctl.lab.verify import collect, control_plane_ok
 
     deadline = time.monotonic() + timeout
     while True:

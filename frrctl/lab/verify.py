@@ -12,13 +12,11 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from frrctl.lab import netns
+from frrctl.lab.state import Lab
 from frrctl.lab.topology import bfd_session_names, bfd_sessions, host_versions
-
-if TYPE_CHECKING:
-    from frrctl.lab.runner import Lab
 
 # Kernel route protocols that are not learned from a neighbour: connected
 # (kernel), the per-VM host routes (boot, as `ip route add` makes them).

@@ -20,7 +20,7 @@ import pytest
 
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
-from frrctl.lab.runner import _enabled, _prepare_dir, _start_frr
+from frrctl.lab.frrproc import enabled_daemons, prepare_dir, start_frr
 from frrctl.render import DEFAULT_LIST, POOL_LIST, bgp_section, render_fleet
 from tests.conftest import ROOT, needs_lab
 
@@ -84,10 +84,10 @@ def running_host(fleet: Fleet, hostname: str, files: dict[str, str]) -> Iterator
             for address in uplink.addresses:
                 netns.ip(ns, "addr", "add", address, "dev", uplink.interface)
         netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
-        _prepare_dir(workdir)
+        prepare_dir(workdir)
         conf = workdir / "frr.conf"
         conf.write_text(files["frr.conf"])
-        _start_frr(ns, hostname, workdir, ["zebra", *_enabled(files["daemons"])], conf)
+        start_frr(ns, hostname, workdir, ["zebra", *enabled_daemons(files["daemons"])], conf)
         yield ns, workdir / "vty"
     finally:
         netns.delete_namespace(ns)
@@ -108,7 +108,7 @@ def test_every_bgp_host_is_checked() -> None:
         files = RENDERED[fleet_name][hostname]
         bgp = (fleet_name, hostname) in BGP_HOSTS
         assert ("router bgp" in files["frr.conf"]) is bgp
-        assert ("bgpd" in _enabled(files["daemons"])) is bgp
+        assert ("bgpd" in enabled_daemons(files["daemons"])) is bgp
     assert len(BGP_HOSTS) == 6 and len(HOSTS) == 8
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from frrctl.inventory import load_inventory
 from frrctl.lab import netns
-from frrctl.lab.runner import _enabled, _prepare_dir, _start_frr
+from frrctl.lab.frrproc import enabled_daemons, prepare_dir, start_frr
 from frrctl.render import render_fleet
 from tests.conftest import ROOT, needs_lab
 
@@ -43,10 +43,10 @@ def test_rendered_config_is_a_fixed_point(fleet_name: str, hostname: str) -> Non
             netns.veth(ns, uplink.interface, peer, uplink.interface)
             netns.ip(ns, "link", "set", uplink.interface, "up")
         netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
-        _prepare_dir(workdir)
+        prepare_dir(workdir)
         conf = workdir / "frr.conf"
         conf.write_text(files["frr.conf"])
-        _start_frr(ns, hostname, workdir, ["zebra", *_enabled(files["daemons"])], conf)
+        start_frr(ns, hostname, workdir, ["zebra", *enabled_daemons(files["daemons"])], conf)
         assert netns.frr_reload_test(ns, hostname, workdir / "vty", conf) == []
         # The check can fail: a change to the running config shows up as a line to undo.
         netns.vtysh(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from frrctl.lab import netns, runner
+from frrctl.lab import netns, runner, state
 from frrctl.lab.verify import collect, exabgp_prefixes, static_config_changes
 from tests.conftest import ROOT, needs_lab
 
@@ -112,6 +112,8 @@ def test_verify_fails_while_an_ospf_bfd_session_is_down(lab: runner.Lab) -> None
     finally:
         netns.vtysh(up, vty, "configure terminal", f"interface {iface}", "ip ospf bfd")
     assert wait_for(lambda: _bfd_check(lab, "hv3").ok, 30)
+    # a BFD down takes OSPF's adjacency with it: the lab is whole again before the next test
+    assert wait_for(lambda: collect(lab, reload_test=False).ok, 60)
 
 
 def test_rendered_configs_are_a_fixed_point_of_frr(lab: runner.Lab) -> None:
@@ -295,7 +297,7 @@ def test_migration_keeps_the_fabric_exact(lab: runner.Lab) -> None:
     assert (result.source, result.destination) == ("hv2", "hv1")
     for ping in result.pings:
         assert ping.received > 0 and ping.sent > ping.lost
-    moved = runner.attach(lab.state_dir)
+    moved = state.attach(lab.state_dir)
     assert moved.plan.vm("vm3").host == "hv1"
     report = collect(moved, pings=True, reload_test=False)
     assert report.ok, [c for c in report.checks if not c.ok]
@@ -316,7 +318,7 @@ def test_up_again_removes_leftovers_and_down_removes_everything(lab: runner.Lab)
         removed = runner.down(lab.state_dir)
     assert set(removed) == set(new.plan.namespaces())
     assert not any(ns.startswith(new.plan.prefix) for ns in netns.existing_namespaces())
-    assert not new.workdir.exists() and not (lab.state_dir / runner.STATE_FILE).exists()
+    assert not new.workdir.exists() and not (lab.state_dir / state.STATE_FILE).exists()
     leftover = subprocess.run(["pgrep", "-f", new.plan.prefix], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 
