@@ -9,10 +9,6 @@ The check reads what bgpd holds, not the rendered text, so it catches that.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +16,10 @@ import pytest
 
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
-from frrctl.lab.frrproc import enabled_daemons, prepare_dir, start_frr
+from frrctl.lab.frrproc import enabled_daemons
 from frrctl.render import DEFAULT_LIST, POOL_LIST, bgp_section, render_fleet
 from tests.conftest import ROOT, needs_lab
+from tests.frr.rendered_host import running_host
 
 pytestmark = [needs_lab, pytest.mark.lab]
 FLEETS = {
@@ -66,34 +63,6 @@ def expected_families(fleet: Fleet, hostname: str) -> dict[str, dict[str, tuple[
         n.name: {FAMILY_KEY[v]: (DEFAULT_LIST[v], POOL_LIST[v]) for v in sorted(n.versions)}
         for n in bgp.neighbors
     }
-
-
-@contextmanager
-def running_host(fleet: Fleet, hostname: str, files: dict[str, str]) -> Iterator[tuple[str, Path]]:
-    """The host's rendered frr.conf loaded into its daemons, in a namespace of its own
-    with its uplinks (veths to a peer namespace) and the bridge; yields (ns, vty dir)."""
-    tag = secrets.token_hex(3)
-    ns, peer = f"rf{tag}-{hostname}", f"rf{tag}-peer"
-    workdir = Path(f"/run/frrctl-rf-{tag}")
-    try:
-        netns.add_namespace(ns)
-        netns.add_namespace(peer)
-        for uplink in fleet.host(hostname).uplinks:
-            netns.veth(ns, uplink.interface, peer, uplink.interface)
-            netns.ip(ns, "link", "set", uplink.interface, "up")
-            for address in uplink.addresses:
-                netns.ip(ns, "addr", "add", address, "dev", uplink.interface)
-        netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
-        prepare_dir(workdir)
-        conf = workdir / "frr.conf"
-        conf.write_text(files["frr.conf"])
-        start_frr(ns, hostname, workdir, ["zebra", *enabled_daemons(files["daemons"])], conf)
-        yield ns, workdir / "vty"
-    finally:
-        netns.delete_namespace(ns)
-        netns.delete_namespace(peer)
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
 
 
 def show_neighbors(ns: str, vty: Path) -> dict[str, Any]:

@@ -7,16 +7,15 @@ way FRR prints it back, so a later reload never touches a session.
 from __future__ import annotations
 
 import secrets
-import shutil
 from pathlib import Path
 
 import pytest
 
 from frrctl.inventory import load_inventory
 from frrctl.lab import netns
-from frrctl.lab.frrproc import enabled_daemons, prepare_dir, start_frr
 from frrctl.render import render_fleet
 from tests.conftest import ROOT, needs_lab
+from tests.frr.rendered_host import running_host
 
 pytestmark = [needs_lab, pytest.mark.lab]
 EDGE = ROOT / "tests" / "data" / "edge-fleet.yaml"
@@ -32,36 +31,16 @@ CASES = [
 @pytest.mark.parametrize(("fleet_name", "hostname"), CASES)
 def test_rendered_config_is_a_fixed_point(fleet_name: str, hostname: str) -> None:
     fleet, rendered = FLEETS[fleet_name]
-    files = rendered[hostname]
-    tag = secrets.token_hex(3)
-    ns, peer = f"fp{tag}-{hostname}", f"fp{tag}-peer"
-    workdir = Path(f"/run/frrctl-fp-{tag}")
-    try:
-        netns.add_namespace(ns)
-        netns.add_namespace(peer)
-        for uplink in fleet.host(hostname).uplinks:
-            netns.veth(ns, uplink.interface, peer, uplink.interface)
-            netns.ip(ns, "link", "set", uplink.interface, "up")
-        netns.ip(ns, "link", "add", "cloudbr0", "type", "bridge")
-        prepare_dir(workdir)
-        conf = workdir / "frr.conf"
-        conf.write_text(files["frr.conf"])
-        start_frr(ns, hostname, workdir, ["zebra", *enabled_daemons(files["daemons"])], conf)
-        assert netns.frr_reload_test(ns, hostname, workdir / "vty", conf) == []
+    with running_host(fleet, hostname, rendered[hostname]) as (ns, vty):
+        conf = vty.parent / "frr.conf"
+        assert netns.frr_reload_test(ns, hostname, vty, conf) == []
         # The check can fail: a change to the running config shows up as a line to undo.
         netns.vtysh(
-            ns,
-            workdir / "vty",
-            "configure terminal",
+            ns, vty, "configure terminal",
             "ip prefix-list cloud-pool-v4 seq 999 permit 198.18.9.0/24",
-        )
-        changes = netns.frr_reload_test(ns, hostname, workdir / "vty", conf)
+        )  # fmt: skip
+        changes = netns.frr_reload_test(ns, hostname, vty, conf)
         assert [c for c in changes if "seq 999 permit 198.18.9.0/24" in c] == changes != []
-    finally:
-        netns.delete_namespace(ns)
-        netns.delete_namespace(peer)
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
 
 
 def test_rendered_sysctl_file_applies_to_a_real_bridge(tmp_path: Path) -> None:
