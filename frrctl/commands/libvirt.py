@@ -156,7 +156,7 @@ def run_status(args: argparse.Namespace) -> int:
     conn = "connected" if data.get("connected") else "NOT connected"
     print(f"agent {head}, {conn} to {data.get('uri')} (updated {age:.0f} s ago)")
     for name, d in sorted(data.get("domains", {}).items()):
-        state = "running" if d.get("running") else "not running here"
+        state = "running" if d.get("running") else "paused" if d.get("paused") else "not running"
         line = f"  {name}: {state}, plugged {', '.join(d.get('instances') or []) or 'nothing'}"
         if d.get("problem"):
             line += f"; NOT PLUGGED: {d['problem']}"

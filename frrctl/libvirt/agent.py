@@ -207,6 +207,7 @@ class Agent:
         for attempt in (0, 1):  # a second pass: an address may move between two instances
             failed: list[Want] = []
             for w in todo:
+                t0 = time.monotonic()
                 try:
                     res = self.host.plug(w.name, w.mac, w.addresses, w.port)
                 except FrrctlError as exc:
@@ -217,6 +218,7 @@ class Agent:
                 if res.changed:
                     log.info("plugged", extra={"fields": {**fields, "instance": w.name,
                              "port": w.port, "added": res.added, "repaired": res.repaired,
+                             "plug_ms": round((time.monotonic() - t0) * 1e3, 1),
                              "t": time.time()}})  # fmt: skip
             todo = failed
             if not failed or attempt:
@@ -240,6 +242,7 @@ class Agent:
                 "state": d.state,
                 "reason": d.reason,
                 "running": d.running,
+                "paused": d.paused,
                 "interfaces": [
                     {
                         "mac": n.mac,

@@ -1,9 +1,11 @@
 """What the agent plugs and unplugs, decided from libvirt's view and the record. Pure.
 
-A domain's NIC is announced only while its guest runs on this host: state
-RUNNING, or PAUSED by a user/IO error/watchdog (it will go on here). PAUSED
-for a migration (the source's final phase, or the destination before it
-resumes), starting up, shutting down, saved or crashed: not announced.
+A domain's NIC is plugged only while its guest runs on this host (state
+RUNNING). PAUSED by a user, an IO error or a watchdog (it goes on here), what
+is already plugged with the same data stays, but nothing new is plugged: a
+guest that arrived paused (`migrate --suspend`) is announced once it resumes.
+PAUSED for a migration (the source's final phase, or the destination before
+it resumes), starting up, shutting down, saved, crashed or gone: unplugged.
 
 One instance per routed NIC, named `DOMAIN@MAC`: the name is stable across a
 migration (the same on both hosts), readable in `frrctl instance list`, and
@@ -44,7 +46,11 @@ def owned(name: str) -> bool:
 
 
 def runs_here(state: int, reason: int) -> bool:
-    return state == RUNNING or (state == PAUSED and reason in PAUSED_HERE)
+    return state == RUNNING
+
+
+def paused_here(state: int, reason: int) -> bool:
+    return state == PAUSED and reason in PAUSED_HERE
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class Domain:
     @property
     def running(self) -> bool:
         return runs_here(self.state, self.reason)
+
+    @property
+    def paused(self) -> bool:
+        return paused_here(self.state, self.reason)
 
 
 def domain_from_xml(name: str, state: int, reason: int, xml: str) -> Domain:
@@ -155,13 +165,16 @@ def plan(
             holder[addr] = (m.group("domain"), None) if m else (None, inst.name)
     wants: dict[str, list[Want]] = {}
     for dom in sorted(domains, key=lambda d: d.name):
-        if not dom.running or not dom.has_metadata:
+        if not (dom.running or dom.paused) or not dom.has_metadata:
             continue
         try:
-            wants[dom.name] = _wants(dom, pools)
+            ws = _wants(dom, pools)
         except MetadataError as exc:
             out.problems[dom.name] = str(exc)
             continue
+        if dom.paused:  # keep what is plugged as it is, add nothing until it resumes
+            ws = [w for w in ws if w.name in mine and w.matches(mine[w.name])]
+        wants[dom.name] = ws
         missing = sorted(n.mac for n in dom.nics if n.mac not in dom.ports)
         if missing:
             out.waiting[dom.name] = missing

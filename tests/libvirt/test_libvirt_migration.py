@@ -140,3 +140,32 @@ def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None
     (tmp_path / "figures.txt").write_text(repr(figures) + "\n")
     new.destroy()
     wait_for(lambda: not set(ADDRS) & dst.routes(), 15, "unplug after destroy")
+
+
+def test_arrived_paused_is_announced_only_once_resumed(
+    lvpair: list[LvHost], tmp_path: Path
+) -> None:
+    """`virsh migrate --live --suspend`: the guest runs nowhere until it is resumed."""
+    import libvirt
+
+    src, dst = lvpair
+    mac, addr = "52:54:00:4c:57:02", "192.0.2.151"
+    dom = src.start("migp", mac, [addr])
+    name = dom.name()
+    wait_for(lambda: addr in src.routes(), 15, "plug on the source")
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{tmp_path}/migrate.sock"}
+    new = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PAUSED)
+    try:
+        assert new.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+        wait_for(lambda: addr not in src.routes(), 15, "unplug on the source")
+        wait_for(lambda: [e for e in dst.log() if e.get("msg") == "event" and e["domain"] == name
+                          and e["event"] == "SUSPENDED"], 10, "the paused arrival")  # fmt: skip
+        time.sleep(1.0)
+        assert addr not in dst.routes()  # paused on arrival: not running here yet
+        assert f"{name}@{mac}" not in dst.record()
+        new.resume()
+        wait_for(lambda: addr in dst.routes(), 15, "plug once resumed")
+        assert addr not in src.routes()
+    finally:
+        new.destroy()
+    wait_for(lambda: addr not in dst.routes(), 15, "unplug after destroy")

@@ -16,6 +16,7 @@ from frrctl.libvirt.plan import (
     domain_from_xml,
     instance_name,
     owned,
+    paused_here,
     plan,
     runs_here,
 )
@@ -115,15 +116,28 @@ def test_with_nic_replaces_and_removes() -> None:
 
 # -- states ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("state", "reason", "here"),
-    [(RUNNING, 1, True), (RUNNING, 2, True),  # booted; resumed after migration
-     (PAUSED, 1, True),  # paused by a user: goes on here
-     (PAUSED, 2, False),  # migration: source's final phase / incoming
-     (PAUSED, 11, False), (PAUSED, 12, False), (PAUSED, 3, False),
-     (5, 1, False), (4, 1, False), (6, 1, False)],  # shut off, shutting down, crashed
+    ("state", "reason", "runs", "paused"),
+    [(RUNNING, 1, True, False), (RUNNING, 2, True, False),  # booted; resumed after migration
+     (PAUSED, 1, False, True),  # paused by a user: goes on here
+     (PAUSED, 2, False, False),  # migration: source's final phase / incoming
+     (PAUSED, 11, False, False), (PAUSED, 12, False, False), (PAUSED, 3, False, False),
+     (5, 1, False, False), (4, 1, False, False), (6, 1, False, False)],  # off, stopping, crashed
 )  # fmt: skip
-def test_runs_here(state: int, reason: int, here: bool) -> None:
-    assert runs_here(state, reason) is here
+def test_states(state: int, reason: int, runs: bool, paused: bool) -> None:
+    assert runs_here(state, reason) is runs
+    assert paused_here(state, reason) is paused
+
+
+def test_paused_by_user_keeps_what_is_plugged_adds_nothing() -> None:
+    md = meta((MAC1, ["192.0.2.1"]), (MAC2, ["192.0.2.2"]))
+    ifaces: list[tuple[str, str | None]] = [(MAC1, "tap1"), (MAC2, "tap2")]
+    rec = [inst(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1"),
+           inst(f"vm1@{MAC2}", MAC2, ["192.0.2.9"], "tap2")]  # fmt: skip
+    p = plan([dom("vm1", ifaces, md, PAUSED, 1)], rec)
+    assert [w.name for w in p.keep] == [f"vm1@{MAC1}"] and not p.plug
+    assert p.unplug == [f"vm1@{MAC2}"]  # its data changed while paused: withdrawn
+    arrived_paused = plan([dom("vm1", ifaces, md, PAUSED, 1)], [])
+    assert not arrived_paused.plug and not arrived_paused.keep
 
 
 # -- planning -----------------------------------------------------------------------------
