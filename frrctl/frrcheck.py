@@ -26,5 +26,7 @@ def check_config(text: str, label: str, vtysh: str | None = None) -> None:
             [vtysh, "-C", "-f", str(path)], capture_output=True, text=True, timeout=60
         )
     if result.returncode != 0:
-        detail = (result.stdout + result.stderr).strip().replace(str(path), label)
-        raise CheckError(f"{label}: rejected by vtysh -C:\n{detail}")
+        # One line, as every frrctl error: vtysh names the bad line and its reason.
+        lines = (result.stdout + result.stderr).replace(str(path), label).split("\n")
+        detail = "; ".join(line.strip() for line in lines if line.strip())
+        raise CheckError(f"{label}: rejected by vtysh -C: {detail}")

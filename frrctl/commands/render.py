@@ -6,10 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from frrctl.frrcheck import check_config, vtysh_path
-from frrctl.fsutil import write_atomic
+from frrctl.frrcheck import vtysh_path
 from frrctl.inventory import load_inventory
-from frrctl.render import render_fleet
+from frrctl.pipeline import publish
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,25 +40,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fleet = load_inventory(args.inventory)
-    rendered = render_fleet(fleet, args.host)
     do_check = args.check if args.check is not None else vtysh_path() is not None
-    if do_check:
-        for hostname, files in rendered.items():
-            check_config(files["frr.conf"], f"{hostname}/frr.conf")
-    report = []
-    for hostname, files in rendered.items():
-        for rel, content in sorted(files.items()):
-            path = args.out / hostname / rel
-            changed = not (path.is_file() and path.read_text() == content)
-            if changed:
-                write_atomic(path, content)
-            report.append({"host": hostname, "path": str(path), "changed": changed})
+    files = publish(fleet, lambda host: args.out / host, args.host, do_check)
     if args.json:
+        report = [{"host": f.host, "path": str(f.path), "changed": f.changed} for f in files]
         print(json.dumps({"checked": do_check, "files": report}, indent=2))
     else:
-        written = sum(1 for r in report if r["changed"])
+        changed = sum(f.changed for f in files)
         print(
-            f"rendered {len(rendered)} host(s) into {args.out}: {written} file(s) written, "
-            f"{len(report) - written} unchanged" + ("" if do_check else " (not checked)")
+            f"rendered {len({f.host for f in files})} host(s) into {args.out}: {changed} file(s) "
+            f"written, {len(files) - changed} unchanged" + ("" if do_check else " (not checked)")
         )
     return 0

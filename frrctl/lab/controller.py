@@ -24,7 +24,7 @@ from frrctl.lab import netns
 from frrctl.lab.frrproc import restart_daemon
 from frrctl.lab.netns import LabError
 from frrctl.lab.state import Lab
-from frrctl.render import render_host
+from frrctl.pipeline import publish
 
 GRPC_PREFIX = Path("/var/cache/frrctl/frr-grpc")
 
@@ -90,10 +90,7 @@ def switch_to_controller(
         yaml.safe_dump(controller_inventory(raw, {hostname}, driver, **settings), sort_keys=False)
     )
     fleet = parse_inventory(yaml.safe_load(inventory.read_text()))
-    files = render_host(fleet, fleet.host(hostname))
-    etc = lab.nsdir(hostname) / "etc"
-    for rel, content in files.items():
-        (etc / rel).write_text(content)
+    publish(fleet, lambda _host: lab.nsdir(hostname) / "etc", only=hostname)
     restart_daemon(lab, hostname, "bgpd")
     wait_established(lab, hostname, timeout)
     return start_daemon(lab, hostname, inventory)

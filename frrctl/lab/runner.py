@@ -16,7 +16,6 @@ from pathlib import Path
 
 import yaml
 
-from frrctl.frrcheck import check_config
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
 from frrctl.lab.configs import exabgp_config, upstream_config, upstream_daemons
@@ -30,7 +29,7 @@ from frrctl.lab.frrproc import (
 from frrctl.lab.state import DEFAULT_STATE_DIR, STATE_FILE, Lab, load_state
 from frrctl.lab.topology import PEER_IFACE, PEER_LINK6, VmPlan, plan_lab
 from frrctl.lab.verify import collect, control_plane_ok
-from frrctl.render import render_fleet
+from frrctl.pipeline import Rendered, render_checked, write_rendered
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +76,7 @@ def up(
         state_dir.mkdir(parents=True, exist_ok=True)
         inventory.write_text(yaml.safe_dump(raw, sort_keys=False))
         fleet = load_inventory(inventory)
-    rendered = render_fleet(fleet)
-    for hostname, files in rendered.items():
-        check_config(files["frr.conf"], f"{hostname}/frr.conf")
+    rendered = render_checked(fleet)  # refused by FRR: exit before anything is built
     leftovers = down(state_dir)
     if leftovers:
         log.warning("removed leftovers of an earlier lab run: %s", ", ".join(leftovers))
@@ -113,7 +110,7 @@ def up(
     return lab
 
 
-def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
+def _build(lab: Lab, fleet: Fleet, rendered: Rendered) -> None:
     plan = lab.plan
     for ns in plan.namespaces():
         netns.add_namespace(ns)
@@ -185,10 +182,7 @@ def _build(lab: Lab, fleet: Fleet, rendered: dict[str, dict[str, str]]) -> None:
         workdir = lab.nsdir(role)
         prepare_dir(workdir)
         files = rendered[host.hostname]
-        for rel, content in files.items():
-            target = workdir / "etc" / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+        write_rendered({role: files}, {role: workdir / "etc"})
         daemons = ["zebra", *enabled_daemons(files["daemons"])]
         start_frr(
             plan.host_ns(host.hostname),
