@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from frrctl.errors import UsageError
+from frrctl.errors import FrrctlError, UsageError
 from frrctl.lab import netns
 from frrctl.lab.frrproc import restart_daemon
 from frrctl.lab.state import Lab, attach
@@ -209,6 +210,7 @@ class Outcome:
     seconds: float | None  # None: not converged within the bound
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    error: str = ""  # the event itself failed
 
 
 def summarize(outcomes: list[Outcome], violations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -226,7 +228,7 @@ def summarize(outcomes: list[Outcome], violations: list[dict[str, Any]]) -> dict
             "max_s": round(max(times), 3) if times else None,
         }
     failed = [
-        {"event": o.event.describe(), "missing": o.missing, "extra": o.extra}
+        {"event": o.event.describe(), "missing": o.missing, "extra": o.extra, "error": o.error}
         for o in outcomes
         if o.seconds is None
     ]
@@ -253,6 +255,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  not converged: {failure['event']} missing {failure['missing'][:5]} "
             f"extra {failure['extra'][:5]}"
+            + (f" error: {failure['error']}" if failure["error"] else "")
         )
     for violation in summary["safety_violations"][:10]:
         lines.append(f"  FORBIDDEN at the peer: {violation['prefixes']} after {violation['after']}")
@@ -378,8 +381,35 @@ def _operator(lab: Lab, host: str, change: Callable[[Any], Any]) -> None:
         request(state_dir, {"cmd": "reload"}, timeout=60)
 
 
-def apply(lab: Lab, event: Event) -> Lab:
-    """Make the event happen in the lab; returns the lab (re-attached after a migration)."""
+def _gone(pid: int, children: dict[int, subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """Until the killed process is gone: reaped if it is our child (a zombie keeps
+    its /proc entry), else until its /proc entry goes or only a zombie is left."""
+    child = children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
+
+
+def _start_daemon(lab: Lab, host: str, children: dict[int, subprocess.Popen[bytes]]) -> None:
+    from frrctl.lab.controller import start_daemon
+
+    (_daemon_state(lab, host) / "control.sock").unlink(missing_ok=True)  # a killed one's
+    daemon = start_daemon(lab, host, lab.inventory)
+    children[daemon.pid] = daemon.proc
+
+
+def apply(lab: Lab, event: Event, children: dict[int, subprocess.Popen[bytes]]) -> Lab:
+    """Make the event happen in the lab; returns the lab (re-attached after a
+    migration). `children`: the daemons this run started (reaped when killed)."""
     from frrctl.policy import Drain
     from frrctl.status import OperatorState, host_prefix
 
@@ -393,15 +423,11 @@ def apply(lab: Lab, event: Event) -> Lab:
     elif kind in ("kill-bgpd", "kill-zebra", "kill-ospfd"):
         restart_daemon(lab, event.host, kind.removeprefix("kill-"))
     elif kind == "kill-daemon":
-        from frrctl.lab.controller import start_daemon
-
         pid = _daemon_pid(lab, event.host)
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-            while Path(f"/proc/{pid}").exists():
-                time.sleep(0.01)
-        (_daemon_state(lab, event.host) / "control.sock").unlink(missing_ok=True)
-        start_daemon(lab, event.host, lab.inventory)
+            _gone(pid, children)
+        _start_daemon(lab, event.host, children)
     elif kind == "clear-bgp":
         netns.vtysh(ns, lab.vty(event.host), "clear bgp *", check=False)
     elif kind in ("drain", "undrain"):
@@ -413,22 +439,31 @@ def apply(lab: Lab, event: Event) -> Lab:
     elif kind == "release":
         _operator(lab, event.host, lambda s: OperatorState(s.drain, frozenset()))
     elif kind == "migrate":
-        from frrctl.lab.migrate import migrate
+        # `frrctl lab migrate`'s steps, without its wait for the upstream (the
+        # destination may be drained): convergence is the peer's exact set.
+        from frrctl.lab.runner import plug, unplug
+        from frrctl.lab.state import record_move
 
-        migrate(lab, event.vm, event.destination)
+        vm = lab.plan.vm(event.vm)
+        unplug(lab, vm, event.host)
+        netns.ip(ns, "link", "set", vm.host_port, "netns", lab.plan.host_ns(event.destination))
+        plug(lab, vm, event.destination)
+        record_move(lab.state_dir, vm.name, event.destination)
         lab = attach(lab.state_dir)
     return lab
 
 
-def reset(lab: Lab, world: World) -> None:
-    """Back to the state the model starts from: no burst or forbidden route in any
-    kernel, no hold, no drain (also what a run leaves behind)."""
+def reset(lab: Lab, world: World, children: dict[int, subprocess.Popen[bytes]]) -> None:
+    """Back to the state the model starts from: a daemon on every host, no burst
+    or forbidden route in any kernel, no hold, no drain (also what a run leaves)."""
     from frrctl.policy import Drain
     from frrctl.status import OperatorState
 
     bridge = lab.plan.fleet.fabric.bridge
     for host in world.hosts:
         ns = lab.plan.host_ns(host.name)
+        if _daemon_pid(lab, host.name) is None:
+            _start_daemon(lab, host.name, children)
         for prefix in (*host.free, *FORBIDDEN):
             netns.ip(ns, "route", "del", prefix, "dev", bridge, check=False)
         _operator(lab, host.name, lambda _: OperatorState(Drain.NONE, frozenset()))
@@ -460,13 +495,14 @@ def run(
 ) -> dict[str, Any]:
     """Run the seeded schedule for `duration` seconds; the summary of what happened."""
     for host in lab.plan.fleet.hosts:
-        if not (_daemon_state(lab, host.hostname) / "control.sock").exists():
+        if host.mode != "controller":
             raise UsageError(
                 f"{host.hostname} runs no frrctl daemon: bring the lab up with "
                 "`frrctl lab up --driver vtysh|grpc`"
             )
     world = world_of(lab)
-    reset(lab, world)
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    reset(lab, world, children)
     events = schedule(world, seed, count=max(1, int(duration)))  # never runs short
     watch = PeerWatch(lab.record)
     watch.forbidden = frozenset(_norm(p) for p in FORBIDDEN)  # never announced, at any moment
@@ -479,7 +515,12 @@ def run(
                 break
             watch.last_event = event.describe()
             t0 = time.monotonic()
-            lab = apply(lab, event)
+            try:
+                lab = apply(lab, event, children)
+            except FrrctlError as exc:
+                outcomes.append(Outcome(event, None, error=str(exc)))
+                break  # the lab is no longer what the model says
+
             want = frozenset(_norm(p) for p in event.expected)
             seconds = None
             while time.monotonic() - t0 < bound:
@@ -496,5 +537,5 @@ def run(
                 progress(f"{event.describe()}: {took}")
     finally:
         watch.stop()
-        reset(lab, world_of(attach(lab.state_dir)))
+        reset(lab, world_of(attach(lab.state_dir)), children)
     return summarize(outcomes, watch.violations)
