@@ -20,14 +20,14 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from frrctl.errors import FrrctlError
 from frrctl.host.instances import Host
 from frrctl.libvirt import metadata
-from frrctl.libvirt.plan import Domain, Plan, Want, domain_from_xml, owned, plan
+from frrctl.libvirt.plan import Domain, Plan, Want, domain_from_xml, implied_state, owned, plan
 from frrctl.pools import Pools
 
 log = logging.getLogger("frrctl.libvirt")
@@ -203,7 +203,10 @@ class Agent:
             except FrrctlError as exc:
                 log.error("unplug failed", extra={"fields": {"instance": name, "error": str(exc)}})
         errors: dict[str, str] = {}
-        todo: list[Want] = list(p.plug) + (list(p.keep) if full else [])
+        todo: list[Want] = list(p.plug)
+        if full and p.keep:  # repair only what drifted: one listing, not a plug per instance
+            drifted = {e["name"] for e in self.host.listing()["instances"] if not e["ok"]}
+            todo += [w for w in p.keep if w.name in drifted]
         for attempt in (0, 1):  # a second pass: an address may move between two instances
             failed: list[Want] = []
             for w in todo:
@@ -316,10 +319,20 @@ class Agent:
             if closed:
                 self._lost(None)
                 continue
+            cause = next(iter(names.values())) if len(names) == 1 else {"events": len(names)}
+            # fast path: what the event itself says, with the domain's last known XML
+            fast = False
+            for name, ev in names.items():
+                implied = implied_state(ev["event"], ev["detail"])
+                known = self.domains.get(name)
+                if implied is not None and known is not None:
+                    self.domains[name] = replace(known, state=implied[0], reason=implied[1])
+                    fast = True
+            if fast:
+                self.reconcile(full=False, cause={**cause, "path": "event"})
             try:
                 for name in names:
                     self.refresh(name)
-                cause = next(iter(names.values())) if len(names) == 1 else {"events": len(names)}
                 self.reconcile(full=False, cause=cause)
             except self.lv.libvirtError as exc:
                 self._lost(exc)

@@ -53,6 +53,30 @@ def paused_here(state: int, reason: int) -> bool:
     return state == PAUSED and reason in PAUSED_HERE
 
 
+SHUTOFF, SHUTDOWN, CRASHED = 5, 4, 6
+
+
+def implied_state(event: str, detail: str) -> tuple[int, int] | None:
+    """The (state, reason) a lifecycle event leaves the domain in, when it is certain.
+
+    Lets the agent act on the event at once (a migration's source must withdraw
+    within the guest's final pause), before it re-reads the domain from libvirtd.
+    """
+    if event == "RESUMED":
+        return RUNNING, 2 if detail == "MIGRATED" else 1
+    if event == "SUSPENDED":
+        reasons = {"MIGRATED": 2, "POSTCOPY": 12, "PAUSED": 1, "IOERROR": 5, "WATCHDOG": 6,
+                   "API_ERROR": 10}  # fmt: skip
+        return (PAUSED, reasons[detail]) if detail in reasons else None
+    if event == "STOPPED":
+        return SHUTOFF, 0
+    if event == "CRASHED":
+        return CRASHED, 0
+    if event == "SHUTDOWN" and detail in ("FINISHED", "GUEST"):
+        return SHUTDOWN, 0
+    return None  # STARTED (paused when migrating in), DEFINED, ...: read libvirtd
+
+
 @dataclass(frozen=True)
 class Domain:
     """One domain as libvirt shows it: state and what its live XML says."""

@@ -232,20 +232,25 @@ def test_agent_restart_reconciles(lvhost: LvHost) -> None:
     h = lvhost
     keep = h.start("keep", mac(11), addrs(11))
     stop = h.start("stop", mac(12), addrs(12))
+    drift = h.start("drift", mac(17), addrs(17))
     late = None
     try:
-        wait_for(lambda: plugged(h, 11) and plugged(h, 12), 15, "plug")
+        wait_for(lambda: plugged(h, 11) and plugged(h, 12) and plugged(h, 17), 15, "plug")
         # a hand-plugged instance (not the agent's) on the same host
         h.frrctl("instance", "plug", "by-hand", "--mac", mac(13), "--ip", addrs(13)[0],
                  "--state-dir", str(h.state_dir))  # fmt: skip
         plugged_at = h.record()[f"{keep.name()}@{mac(11)}"]
         h.stop_agent()
         stop.destroy()  # while the agent is down: its routes stay stale
+        h.run("ip", "route", "del", f"{addrs(17)[0]}/32", "dev", "cloudbr0")  # drift
         late = h.start("late", mac(14), addrs(14))  # and one starts unseen
         time.sleep(0.5)
         assert plugged(h, 12) and gone(h, 14)
         h.start_agent()
-        wait_for(lambda: gone(h, 12) and plugged(h, 14), 15, "reconcile after restart")
+        wait_for(lambda: gone(h, 12) and plugged(h, 14) and plugged(h, 17), 15,
+                 "reconcile after restart")  # fmt: skip
+        repaired = [e for e in h.log() if e.get("msg") == "plugged" and drift.name() in str(e)]
+        assert repaired and repaired[0]["repaired"]
         assert plugged(h, 11) and addrs(13)[0] in h.routes()  # valid and foreign: untouched
         rec = h.record()
         assert rec[f"{keep.name()}@{mac(11)}"] == plugged_at
@@ -254,7 +259,7 @@ def test_agent_restart_reconciles(lvhost: LvHost) -> None:
         assert not [e for e in log if e.get("msg") == "unplugged" and keep.name() in str(e)]
         assert not [e for e in log if e.get("msg") == "plugged" and keep.name() in str(e)]
     finally:
-        for d in (keep, stop, late):
+        for d in (keep, stop, drift, late):
             with contextlib.suppress(Exception):
                 d.destroy()
         h.frrctl("instance", "unplug", "by-hand", "--state-dir", str(h.state_dir), check=False)

@@ -14,6 +14,7 @@ from frrctl.libvirt.plan import (
     RUNNING,
     Domain,
     domain_from_xml,
+    implied_state,
     instance_name,
     owned,
     paused_here,
@@ -245,3 +246,23 @@ def test_unusable_domain_name() -> None:
 def test_owned_names() -> None:
     assert owned(instance_name("vm-1.example", MAC1))
     assert not owned("vm1") and not owned("vm1@tap0")
+
+
+@pytest.mark.parametrize(
+    ("event", "detail", "runs"),
+    [("RESUMED", "MIGRATED", True), ("RESUMED", "UNPAUSED", True),
+     ("SUSPENDED", "MIGRATED", False), ("SUSPENDED", "POSTCOPY", False),
+     ("STOPPED", "MIGRATED", False), ("STOPPED", "DESTROYED", False), ("STOPPED", "FAILED", False),
+     ("SHUTDOWN", "GUEST", False), ("CRASHED", "0", False)],
+)  # fmt: skip
+def test_implied_state(event: str, detail: str, runs: bool) -> None:
+    implied = implied_state(event, detail)
+    assert implied is not None and runs_here(*implied) is runs
+    assert not paused_here(*implied) or (event, detail) == ("SUSPENDED", "PAUSED")
+
+
+def test_user_pause_implies_paused_here_and_started_reads_libvirt() -> None:
+    implied = implied_state("SUSPENDED", "PAUSED")
+    assert implied is not None and paused_here(*implied)
+    assert implied_state("STARTED", "MIGRATED") is None  # paused on arrival: ask libvirtd
+    assert implied_state("STARTED", "BOOTED") is None
