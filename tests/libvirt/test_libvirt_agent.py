@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.libvirt.lvharness import LvHost, meta_for, wait_for
 
 pytestmark = pytest.mark.slow
@@ -279,3 +280,25 @@ def test_libvirtd_restart_agent_reconnects(lvhost: LvHost) -> None:
     assert not [e for e in h.log() if e.get("msg") == "unplugged" and name in str(e)]
     h.conn.lookupByName(name).destroy()
     wait_for(lambda: gone(h, 15), 15, "unplug through the new connection")
+
+
+def test_inventory_pools_refuse_outside_addresses(lvhost: LvHost) -> None:
+    h = lvhost
+    h.stop_agent()
+    out = h.frrctl("libvirt", "status", "--state-dir", str(h.state_dir)).stdout
+    assert out.startswith("agent NOT running")
+    # examples/fleet.yaml, host hv1: 192.0.2.0/26, 192.0.2.100-120, 2001:db8:100::/64, ...
+    h.start_agent("--inventory", str(ROOT / "examples" / "fleet.yaml"), "--host", "hv1")
+    inside = h.start("inpool", mac(18), addrs(18))
+    outside = h.start("outpool", mac(19), ["192.0.2.200", addrs(19)[1]])
+    try:
+        wait_for(lambda: plugged(h, 18), 15, "the in-pool domain plugged")
+        problem = wait_for(
+            lambda: (h.status()["domains"].get(outside.name()) or {}).get("problem"), 10, "problem"
+        )
+        assert problem == f"192.0.2.200 (interface {mac(19)}) is outside this host's pools"
+        assert not {"192.0.2.200", addrs(19)[1]} & h.routes()
+    finally:
+        inside.destroy()
+        outside.destroy()
+    wait_for(lambda: gone(h, 18), 10, "unplug")
