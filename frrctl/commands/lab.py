@@ -111,6 +111,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, required=True, help="the schedule's seed")
     p.add_argument("--duration", type=float, default=60, help="seconds to run (default 60)")
     p.add_argument("--bound", type=float, default=60, help="convergence bound per event (s)")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="KIND[@HOST]",
+        help="never draw this event kind (on this host); repeatable",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_chaos)
 
@@ -195,15 +202,20 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from frrctl.lab.chaos import format_summary, run
+    from frrctl.lab.chaos import format_summary, parse_exclude, run
 
     if not args.duration > 0 or not args.bound > 0:
         raise UsageError("--duration and --bound must be positive numbers of seconds")
+    try:
+        exclude = frozenset(parse_exclude(text) for text in args.exclude)
+    except ValueError as exc:
+        raise UsageError(f"--exclude: {exc}") from None
 
     def progress(text: str) -> None:
         if not args.json:
             print(f"chaos: {text}", flush=True)
 
-    summary = run(state.attach(args.state_dir), args.seed, args.duration, args.bound, progress)
+    lab = state.attach(args.state_dir)
+    summary = run(lab, args.seed, args.duration, args.bound, progress, exclude)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0 if summary["ok"] else 1

@@ -109,8 +109,26 @@ class Event:
         return f"#{self.index} {self.kind} on {self.host}{what}"
 
 
-def _choices(world: World) -> list[tuple[str, str]]:
-    """(kind, host) pairs possible in this state."""
+def parse_exclude(text: str) -> tuple[str, str]:
+    """`KIND` or `KIND@HOST` -> (kind, host or "*"); ValueError naming a bad kind."""
+    kind, _, host = text.partition("@")
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r} in {text!r} (one of {', '.join(KINDS)})")
+    return kind, host or "*"
+
+
+def _choices(
+    world: World, exclude: frozenset[tuple[str, str]] = frozenset()
+) -> list[tuple[str, str]]:
+    """(kind, host) pairs possible in this state, less the excluded ones."""
+    return [
+        (kind, host)
+        for kind, host in _possible(world)
+        if (kind, host) not in exclude and (kind, "*") not in exclude
+    ]
+
+
+def _possible(world: World) -> list[tuple[str, str]]:
     out = []
     for h in world.hosts:
         name = h.name
@@ -139,9 +157,14 @@ def _choices(world: World) -> list[tuple[str, str]]:
     return out
 
 
-def step(world: World, rng: random.Random, index: int) -> tuple[Event, World]:
+def step(
+    world: World,
+    rng: random.Random,
+    index: int,
+    exclude: frozenset[tuple[str, str]] = frozenset(),
+) -> tuple[Event, World]:
     """One random event possible in `world`, and the world after it (pure)."""
-    kind, host = rng.choice(_choices(world))
+    kind, host = rng.choice(_choices(world, exclude))
     prefixes: tuple[str, ...] = ()
     vm = destination = ""
     if kind == "plug-burst":
@@ -189,12 +212,15 @@ def step(world: World, rng: random.Random, index: int) -> tuple[Event, World]:
     return event, world
 
 
-def schedule(world: World, seed: int, count: int) -> list[Event]:
-    """`count` events from `seed`: the same seed gives the same schedule (pure)."""
+def schedule(
+    world: World, seed: int, count: int, exclude: frozenset[tuple[str, str]] = frozenset()
+) -> list[Event]:
+    """`count` events from `seed`: the same seed gives the same schedule (pure).
+    `exclude`: (kind, host) pairs never drawn (host "*": on any host)."""
     rng = random.Random(seed)
     events = []
     for index in range(count):
-        event, world = step(world, rng, index)
+        event, world = step(world, rng, index, exclude)
         events.append(event)
     return events
 
@@ -492,6 +518,7 @@ def run(
     duration: float,
     bound: float = 60.0,
     progress: Callable[[str], None] | None = None,
+    exclude: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[str, Any]:
     """Run the seeded schedule for `duration` seconds; the summary of what happened."""
     for host in lab.plan.fleet.hosts:
@@ -503,7 +530,7 @@ def run(
     world = world_of(lab)
     children: dict[int, subprocess.Popen[bytes]] = {}
     reset(lab, world, children)
-    events = schedule(world, seed, count=max(1, int(duration)))  # never runs short
+    events = schedule(world, seed, max(1, int(duration)), exclude)  # never runs short
     watch = PeerWatch(lab.record)
     watch.forbidden = frozenset(_norm(p) for p in FORBIDDEN)  # never announced, at any moment
     watch.start()

@@ -102,3 +102,17 @@ def test_summary_figures_per_kind_and_failures() -> None:
     assert ok["ok"] and ok["liveness_failures"] == []
     bad = summarize(outcomes[:3], [{"time": 0, "prefixes": ["198.18.250.1/32"], "after": "#0"}])
     assert not bad["ok"] and "FORBIDDEN" in format_summary(bad)
+
+
+def test_excluded_kinds_are_never_drawn_and_bad_ones_refused() -> None:
+    import pytest
+
+    from frrctl.lab.chaos import parse_exclude
+
+    exclude = frozenset({parse_exclude("kill-zebra@hv3"), parse_exclude("migrate")})
+    events = schedule(world(), 5, 600, exclude)
+    assert not [e for e in events if e.kind == "kill-zebra" and e.host == "hv3"]
+    assert not [e for e in events if e.kind == "migrate"]
+    assert [e for e in events if e.kind == "kill-zebra" and e.host == "hv1"]
+    with pytest.raises(ValueError, match="unknown event kind 'kill-all'"):
+        parse_exclude("kill-all@hv1")

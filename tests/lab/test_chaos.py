@@ -1,0 +1,67 @@
+"""`frrctl lab chaos` on the example fleet in controller mode: a short seeded soak
+in CI. Safety (no forbidden prefix at the peer in any 50 ms sample) and
+liveness (exact convergence after every event) must both hold."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from frrctl.lab import runner
+from frrctl.lab.verify import collect
+from tests.conftest import ROOT, needs_lab
+
+pytestmark = [needs_lab, pytest.mark.lab, pytest.mark.slow]
+EXAMPLE = ROOT / "examples" / "fleet.yaml"
+# Known and not fixed yet (see the issue 10 note): after a zebra restart, the
+# OSPF host's ospf6d stops redistributing, and ospfd keeps routes that went.
+KNOWN = ["kill-zebra@hv3"]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Path]:
+    state_dir = Path(f"/run/frrctl-chaos-test-{secrets.token_hex(3)}")
+    try:
+        runner.up(EXAMPLE, state_dir, wait=90, driver="vtysh")
+        yield state_dir
+    finally:
+        runner.down(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def chaos(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "frrctl.cli", "lab", "--state-dir", str(state_dir), "chaos", *args],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_short_soak_keeps_safety_and_liveness(lab: Path) -> None:
+    excludes = [a for k in KNOWN for a in ("--exclude", k)]
+    result = chaos(lab, "--seed", "3", "--duration", "60", "--bound", "45", "--json", *excludes)
+    summary = json.loads(result.stdout)
+    print(json.dumps(summary["kinds"], indent=1))
+    assert summary["safety_violations"] == []
+    assert summary["liveness_failures"] == [], summary["liveness_failures"]
+    assert result.returncode == 0 and summary["ok"]
+    assert summary["events"] >= 10 and len(summary["kinds"]) >= 5
+    for row in summary["kinds"].values():
+        assert row["count"] == row["converged"] and row["max_s"] <= 45
+    # the run leaves the lab as it found it: verify passes (no bursts, holds, drains)
+    from frrctl.lab import state
+
+    report = collect(state.attach(lab), pings=False, reload_test=False)
+    assert report.ok, [c.as_dict() for c in report.checks if not c.ok]
+
+
+def test_bad_arguments_are_one_line_exit_2(lab: Path) -> None:
+    result = chaos(lab, "--seed", "1", "--duration", "0")
+    assert result.returncode == 2 and "--duration" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
