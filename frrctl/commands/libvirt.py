@@ -87,7 +87,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sm.add_argument("--json", action="store_true")
     sm.set_defaults(func=run_set_metadata)
 
-    st = lsub.add_parser("status", help="what the agent plugged, and why not where it did not")
+    st = lsub.add_parser(
+        "status",
+        help="what the agent plugged, and why not where it did not (exit 1: agent not running)",
+    )
     _state(st)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=run_status)
@@ -150,7 +153,7 @@ def run_status(args: argparse.Namespace) -> int:
     data["running"] = _alive(data.get("pid"))
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
+        return 0 if data["running"] else 1
     age = time.time() - float(data.get("updated") or 0)
     head = "running" if data["running"] else "NOT running"
     conn = "connected" if data.get("connected") else "NOT connected"
@@ -165,4 +168,4 @@ def run_status(args: argparse.Namespace) -> int:
         print(line)
     if data.get("unowned_domains"):
         print(f"  without frrctl metadata (left alone): {', '.join(data['unowned_domains'])}")
-    return 0
+    return 0 if data["running"] else 1

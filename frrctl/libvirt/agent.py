@@ -200,7 +200,7 @@ class Agent:
                 res = self.host.unplug(name)
                 log.info("unplugged", extra={"fields": {**fields, "instance": name,
                          "removed": res.removed, "t": time.time()}})  # fmt: skip
-            except FrrctlError as exc:
+            except Exception as exc:  # one instance's failure must not stop the agent
                 log.error("unplug failed", extra={"fields": {"instance": name, "error": str(exc)}})
         errors: dict[str, str] = {}
         todo: list[Want] = list(p.plug)
@@ -213,9 +213,9 @@ class Agent:
                 t0 = time.monotonic()
                 try:
                     res = self.host.plug(w.name, w.mac, w.addresses, w.port)
-                except FrrctlError as exc:
+                except Exception as exc:  # FrrctlError, or netlink/nft trouble: reported
                     failed.append(w)
-                    errors[w.domain] = str(exc)
+                    errors[w.domain] = str(exc) or type(exc).__name__
                     continue
                 errors.pop(w.domain, None)
                 if res.changed:
@@ -272,6 +272,7 @@ class Agent:
     def write_status(self) -> None:
         if self.status_path is None:
             return
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.status_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, self.status_path)
@@ -279,17 +280,22 @@ class Agent:
     # -- main loop -----------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         next_full = 0.0
+        last_error = ""
         while not stop.is_set():
             if self.conn is None:
                 try:
                     self.connect()
                 except self.lv.libvirtError as exc:
-                    log.warning("cannot connect", extra={"fields": {"uri": self.uri,
-                                "error": str(exc).splitlines()[0]}})  # fmt: skip
+                    why = str(exc).splitlines()[0]
+                    if why != last_error:  # once, not every second
+                        log.warning("cannot connect", extra={"fields": {"uri": self.uri,
+                                    "error": why}})  # fmt: skip
+                        last_error = why
                     self.write_status()
                     stop.wait(1.0)
                     continue
                 next_full = 0.0
+                last_error = ""
             if time.monotonic() >= next_full:
                 try:
                     self.refresh_all()
