@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from frrctl.guest import tinyvm
 from tests.conftest import ROOT
-from tests.libvirt.lvharness import LvHost, lv_hosts, sh, skip_reason
+from tests.libvirt.lvharness import LvHost, lv_hosts, skip_reason
 
 
 @pytest.fixture(scope="session")
 def guest_image() -> Path:
     if reason := skip_reason():
         pytest.skip(reason)
-    out = sh("bash", str(ROOT / "lab" / "build-guest.sh")).stdout.strip().splitlines()[-1]
-    return Path(out)
+    return tinyvm.ensure_image(ROOT)  # runs lab/build-guest.sh: cached, rebuilt on a new recipe
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frrctl.guest import tinyvm
 from frrctl.libvirt import metadata
 from frrctl.libvirt.metadata import Nic
 from frrctl.libvirt.sandbox import Sandbox
@@ -58,27 +59,6 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
-
-
-def domain_xml(name: str, image: Path, mac: str, tap: str, addrs: list[str], console: Path,
-               meta: str | None, bridge: bool = False) -> str:  # fmt: skip
-    ips = " ".join(f"frrctl.ip={a}" for a in addrs)
-    md = f"<metadata>{meta}</metadata>" if meta else ""
-    return f"""<domain type='qemu'>
-  <name>{name}</name>{md}
-  <memory unit='MiB'>{MEMORY_MB}</memory><vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{image}/vmlinuz</kernel><initrd>{image}/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet frrctl.mac={mac} {ips}</cmdline></os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='{"bridge" if bridge else "ethernet"}'><mac address='{mac}'/>
-      {"<source bridge='cloudbr0'/>" if bridge else ""}<target dev='{tap}' managed='yes'/>
-      <model type='virtio'/></interface>
-    <serial type='file'><source path='{console}' append='on'/><target port='0'/></serial>
-    <memballoon model='none'/></devices>
-</domain>"""
 
 
 def meta_for(*nics: tuple[str, list[str]]) -> str:
@@ -165,8 +145,8 @@ class LvHost:
         name = f"{self.prefix}-{tag}"
         if meta == "auto":
             meta = meta_for((mac, addrs))
-        xml = domain_xml(name, self.image, mac, self.tap(tag), addrs, self.console(name), meta,
-                         bridge)  # fmt: skip
+        xml = tinyvm.domain_xml(name, mac, self.tap(tag), addrs, self.console(name), meta,
+                                "cloudbr0" if bridge else None, MEMORY_MB, self.image)  # fmt: skip
         if persistent:
             dom = self.conn.defineXML(xml)
             dom.create()
@@ -178,7 +158,7 @@ class LvHost:
 
     def wait_booted(self, name: str, timeout: float = 60) -> float:
         t0 = time.monotonic()
-        wait_for(lambda: "tinyvm: ready" in self.console(name).read_text(errors="replace")
+        wait_for(lambda: tinyvm.READY in self.console(name).read_text(errors="replace")
                  if self.console(name).exists() else False, timeout, f"{name} to boot")  # fmt: skip
         return time.monotonic() - t0
 
