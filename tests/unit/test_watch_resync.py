@@ -268,3 +268,28 @@ def test_snapshot_names_what_changed_since_the_previous_one() -> None:
     assert changed == {ipaddress.ip_network("192.0.2.30/32"): ()}
     v.apply(link(4, "eth1"))  # a link may move routes silently: everything again
     assert v.snapshot(1, "t").changed is None
+
+
+def test_audit_filter_keeps_exactly_what_the_view_keeps() -> None:
+    """The kernel view check (issue 10, 4.1) compares a dump filtered by
+    KernelView.kept with the view's keys: the two filters must agree, or a
+    healthy daemon would look deaf."""
+    from frrctl.watch import route_event
+
+    cases = [
+        route("192.0.2.30/32", 2),
+        route("2001:db8:100::80/128", 2),
+        route("203.0.113.9/32", 3),  # host route elsewhere
+        route("198.51.100.0/24", 3),  # dropped
+        route("192.0.2.0/24", 2),  # on the bridge, not a host route
+        route("192.0.2.31/32", 2, table=255),  # local table: dropped
+        route("192.0.2.32/32", 3, table=100),  # host route, other table, elsewhere: dropped
+        route("192.0.2.33/32", 2, flags=0x200),  # cloned: dropped
+    ]
+    for msg in cases:
+        v = view()
+        v.apply(msg)
+        key = v.kept(route_event(msg))
+        assert (key is not None) == bool(v.routes), msg
+        if key is not None:
+            assert set(v.routes) == {key}
