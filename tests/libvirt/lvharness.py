@@ -89,6 +89,7 @@ class LvHost:
         import libvirt
 
         if self._conn is None or not self._conn.isAlive():
+            libvirt.registerErrorHandler(lambda *_: None, None)  # raised, not printed
             self._conn = libvirt.open(self.sandbox.uri)
         return self._conn
 

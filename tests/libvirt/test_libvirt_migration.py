@@ -11,8 +11,11 @@ hosts at any instant, the destination plugs only once the guest resumes there.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -173,3 +176,52 @@ def test_arrived_paused_is_announced_only_once_resumed(
     finally:
         new.destroy()
     wait_for(lambda: addr not in dst.routes(), 15, "unplug after destroy")
+
+
+def test_failed_migration_source_plugs_again(lvpair: list[LvHost], tmp_path: Path) -> None:
+    """The destination dies in the final phase: the source withdrew on the pause, and
+    plugs again when its guest resumes; the destination never announced anything."""
+    import libvirt
+
+    src, dst = lvpair
+    mac, addrs = "52:54:00:4c:57:03", ["192.0.2.152", "2001:db8:100::152"]
+    dom = src.start("migf", mac, addrs)
+    name = dom.name()
+    wait_for(lambda: set(addrs) <= src.routes(), 15, "plug on the source")
+    src.wait_booted(name)
+    # a long final pause: allowed downtime 5 s at 100 MiB/s, so QEMU pauses the guest
+    # for (nearly) the whole copy, and the destination can be killed inside that pause
+    dom.migrateSetMaxDowntime(5000, 0)
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{tmp_path}/migrate.sock",
+              libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100}  # fmt: skip
+    result: dict[str, Any] = {}
+
+    def migrate() -> None:
+        try:
+            result["dom"] = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE)
+        except libvirt.libvirtError as exc:
+            result["error"] = str(exc)
+
+    th = threading.Thread(target=migrate)
+    th.start()
+    try:
+        wait_for(lambda: [e for e in src.log() if e.get("domain") == name
+                          and e.get("event") == "SUSPENDED" and e.get("detail") == "MIGRATED"],
+                 60, "the source's final pause")  # fmt: skip
+        os.kill(dst.qemu_pid(name), signal.SIGKILL)
+    finally:
+        th.join(120)
+    assert "error" in result, "the migration was expected to fail"
+    wait_for(lambda: set(addrs) <= src.routes(), 15, "the source plugs again")
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    slog = [e for e in src.log() if e.get("instance") == f"{name}@{mac}"]
+    assert [e["msg"] for e in slog] == ["plugged", "unplugged", "plugged"]
+    assert slog[1]["event"] == "SUSPENDED"  # withdrawn on the pause
+    # plugged again on RESUMED, or already when it re-read the resumed domain
+    assert slog[2]["t"] > slog[1]["t"]
+    assert not [e for e in dst.log() if e.get("msg") == "plugged" and name in str(e)]
+    assert not set(addrs) & dst.routes()
+    for a in addrs:
+        assert src.ping(a), f"guest does not answer on {a} after the failed migration"
+    dom.destroy()
+    wait_for(lambda: not set(addrs) & src.routes(), 15, "unplug after destroy")
