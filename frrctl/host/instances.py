@@ -172,12 +172,13 @@ class Host:
         """True if the host route on the bridge exists; error on a foreign route."""
         if route is None or route.dst.prefixlen != addr.max_prefixlen:
             return False
-        if route.oif == br and route.gateway is None and route.table == 254:
-            return route.proto == RTPROT_BOOT or owned
         if route.proto in FRR_PROTOCOLS:
             # learned by FRR (e.g. the VM's route from its previous host during a
-            # migration): ours is added next to it, it is not touched
+            # migration), or zebra's copy of the gRPC driver's static route (metric
+            # 20, ahead of ours): ours is added next to it, it is not touched
             return False
+        if route.oif == br and route.gateway is None and route.table == 254:
+            return route.proto == RTPROT_BOOT or owned
         plen = addr.max_prefixlen
         via = f"via {route.gateway}" if route.gateway else f"ifindex {route.oif}"
         raise FrrctlError(

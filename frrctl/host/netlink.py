@@ -36,6 +36,10 @@ from frrctl.pools import IPAddress
 
 MAIN_TABLE = 254
 RTPROT_BOOT = 3  # what `ip route add` sets; FRR redistributes it as a kernel route
+# zebra gives a kernel route the distance metric >> 24: at 2 << 24 (distance 2)
+# a staticd route (distance 1, the gRPC driver) outranks it and is the one
+# redistributed; `redistribute kernel` and `network` ignore the metric.
+HOST_ROUTE_METRIC = 2 << 24
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
@@ -352,9 +356,10 @@ def _encode(op: Op) -> Any:
         msg["type"] = RTN_UNICAST
         msg["attrs"] = [("RTA_DST", str(op.addr)), ("RTA_OIF", op.ifindex)]
         if op.action == "set":
+            msg["attrs"].append(("RTA_PRIORITY", HOST_ROUTE_METRIC))
             msg["header"]["type"] = RTM_NEWROUTE
             flags |= NLM_F_CREATE | NLM_F_REPLACE
-        else:
+        else:  # no metric: also removes a route plugged before the metric existed
             msg["header"]["type"] = RTM_DELROUTE
     else:
         msg = ndmsg()

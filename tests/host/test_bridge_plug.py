@@ -139,6 +139,8 @@ def test_plug_installs_routes_and_neighbours_idempotently(hostns: HostNs) -> Non
     assert r4[0].get("protocol", "boot") == "boot" and r4[0]["scope"] == "link"
     r6 = json.loads(hostns.run("ip", "-j", "-6", "route", "show", "2001:db8:100::80/128").stdout)
     assert r6[0]["dev"] == "cloudbr0" and "gateway" not in r6[0]
+    # metric 2 << 24: a staticd route (the gRPC driver, distance 1) outranks it in zebra
+    assert r4[0]["metric"] == 33554432 and r6[0]["metric"] == 33554432
     for addr in ("192.0.2.30", "2001:db8:100::80", "2001:db8:100::81"):
         n = json.loads(hostns.run("ip", "-j", "neigh", "show", addr, "dev", "cloudbr0").stdout)
         assert n[0]["lladdr"] == MAC1 and "PERMANENT" in n[0]["state"]
