@@ -444,6 +444,8 @@ class LabVm(Model):
     host: str
     mac: str
     addresses: TextList
+    # `lab up`: a network namespace, or a real QEMU guest started by a libvirtd on its host
+    kind: Literal["namespace", "qemu"] = "namespace"
 
     @field_validator("name")
     @classmethod

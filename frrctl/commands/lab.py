@@ -53,6 +53,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run every host in controller mode: `frrctl daemon` with this driver "
         "decides what FRR announces (grpc: FRR built by lab/build-frr-grpc.sh)",
     )
+    kinds = p.add_mutually_exclusive_group()
+    kinds.add_argument(
+        "--qemu",
+        nargs="+",
+        metavar="VM",
+        default=None,
+        help="run exactly these VMs as real QEMU guests (a libvirtd and the frrctl libvirt "
+        "agent on their hosts), the others as namespaces (default: each VM's `kind`)",
+    )
+    kinds.add_argument(
+        "--no-qemu",
+        action="store_const",
+        const=[],
+        dest="qemu",
+        help="every VM a network namespace, whatever the inventory says",
+    )
     p.set_defaults(func=cmd_up)
 
     p = labsub.add_parser("verify", help="compare announced prefixes, kernel tables, pings")
@@ -128,11 +144,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="frrctl lab: %(message)s")
     started = time.monotonic()
-    lab = runner.up(args.inventory, args.state_dir, wait=args.wait, driver=args.driver)
+    lab = runner.up(
+        args.inventory, args.state_dir, wait=args.wait, driver=args.driver, qemu=args.qemu
+    )
     plan = lab.plan
+    real = [f"{vm.name}@{vm.host}" for vm in plan.vms if vm.qemu]
     print(
         f"lab {plan.prefix} up in {time.monotonic() - started:.1f} s: "
-        f"{len(plan.fleet.hosts)} hosts, {len(plan.vms)} VMs, upstream "
+        f"{len(plan.fleet.hosts)} hosts, {len(plan.vms)} VMs"
+        f"{f' ({len(real)} QEMU: ' + ', '.join(real) + ')' if real else ''}, upstream "
         f"{plan.upstream_ns}, ExaBGP peer {plan.peer_ns}"
     )
     print(f"  files: {lab.workdir}")

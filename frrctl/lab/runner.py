@@ -11,11 +11,15 @@ import logging
 import secrets
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from frrctl.errors import UsageError
 from frrctl.inventory import Fleet, load_inventory
 from frrctl.lab import netns
 from frrctl.lab.configs import exabgp_config, upstream_config, upstream_daemons
@@ -57,26 +61,51 @@ def down(state_dir: Path) -> list[str]:
     return removed
 
 
+def with_kinds(raw: dict[str, Any], qemu: Collection[str]) -> dict[str, Any]:
+    """The inventory with exactly the VMs `qemu` as QEMU guests, the others namespaces."""
+    out = json.loads(json.dumps(raw))
+    vms = (out.get("lab") or {}).get("vms") or []
+    unknown = set(qemu) - {vm.get("name") for vm in vms}
+    if unknown:
+        raise UsageError(f"--qemu: no VM {', '.join(sorted(unknown))} in the inventory's lab.vms")
+    for vm in vms:
+        vm["kind"] = "qemu" if vm.get("name") in qemu else "namespace"
+    return out
+
+
 def up(
     inventory: Path,
     state_dir: Path = DEFAULT_STATE_DIR,
     wait: float = 90,
     frr_sbin: Path = netns.FRR_SBIN,
     driver: str | None = None,
+    qemu: Collection[str] | None = None,
 ) -> Lab:
     """Build the lab; with `driver`, every host runs in controller mode with that driver
-    and its `frrctl daemon` decides what is announced."""
+    and its `frrctl daemon` decides what is announced. `qemu`: exactly these VMs run
+    as real QEMU guests (None: as the inventory's `kind` says)."""
     fleet = load_inventory(inventory)  # exit 2 before anything is touched (gateways are fixed)
     prefix = "fl" + secrets.token_hex(3)
-    if driver is not None:
+    if driver is not None or qemu is not None:
         raw = yaml.safe_load(inventory.read_text())
-        raw = controller_inventory(raw, {h.hostname for h in fleet.hosts}, driver)
-        frr_sbin = frr_sbin_for((driver,))
-        inventory = state_dir / f"{prefix}-fleet-{driver}.yaml"
+        tags = []
+        if driver is not None:
+            raw = controller_inventory(raw, {h.hostname for h in fleet.hosts}, driver)
+            frr_sbin = frr_sbin_for((driver,))
+            tags.append(driver)
+        if qemu is not None:
+            raw = with_kinds(raw, qemu)
+            tags.append("qemu")
+        inventory = state_dir / f"{prefix}-fleet-{'-'.join(tags)}.yaml"
         state_dir.mkdir(parents=True, exist_ok=True)
         inventory.write_text(yaml.safe_dump(raw, sort_keys=False))
         fleet = load_inventory(inventory)
     rendered = render_checked(fleet)  # refused by FRR: exit before anything is built
+    image = None
+    if any(vm.kind == "qemu" for vm in fleet.lab.vms):
+        from frrctl.lab.qemu import guest_image
+
+        image = guest_image()  # built and cached by lab/build-guest.sh on first use
     leftovers = down(state_dir)
     if leftovers:
         log.warning("removed leftovers of an earlier lab run: %s", ", ".join(leftovers))
@@ -96,7 +125,7 @@ def up(
         )
     )
     try:
-        _build(lab, fleet, rendered)
+        _build(lab, fleet, rendered, image)
         if driver is not None:
             from frrctl.lab.controller import start_daemon
 
@@ -104,13 +133,38 @@ def up(
                 start_daemon(lab, host.hostname, lab.inventory)
         if wait > 0:
             _wait_converged(lab, wait)
+        if image is not None:
+            from frrctl.lab.qemu import wait_ready
+
+            wait_ready(lab)
     except BaseException:
         down(state_dir)
         raise
     return lab
 
 
-def _build(lab: Lab, fleet: Fleet, rendered: Rendered) -> None:
+class _Background:
+    """Run `fn` in a thread; `join()` re-raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # re-raised by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _build(lab: Lab, fleet: Fleet, rendered: Rendered, image: Path | None = None) -> None:
     plan = lab.plan
     for ns in plan.namespaces():
         netns.add_namespace(ns)
@@ -171,7 +225,16 @@ def _build(lab: Lab, fleet: Fleet, rendered: Rendered) -> None:
             "--state-dir",
             str(lab.host_state(host.hostname)),
         )
+    # QEMU guests boot (TCG: seconds) while FRR starts and converges; their
+    # hosts' libvirt agents plug them as they start.
+    guests = None
+    if image is not None:
+        from frrctl.lab.qemu import start_vms
+
+        guests = _Background(start_vms, lab, image)
     for vm in plan.vms:
+        if vm.qemu:
+            continue
         netns.veth(vm.namespace, "eth0", plan.host_ns(vm.host), vm.host_port)
         netns.ip(vm.namespace, "link", "set", "eth0", "address", vm.mac)
         configure_guest(lab, vm)
@@ -206,6 +269,8 @@ def _build(lab: Lab, fleet: Fleet, rendered: Rendered) -> None:
     xconf = xdir / "exabgp.conf"
     xconf.write_text(exabgp_config(plan, lab.record))
     netns.start_exabgp(peer_ns, xconf, xdir)
+    if guests is not None:
+        guests.join()
 
 
 def _address_lines(iface: str, addresses: tuple[str, ...]) -> list[str]:

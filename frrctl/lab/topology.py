@@ -35,8 +35,13 @@ class VmPlan:
     host: str
     mac: str
     addresses: tuple[str, ...]
-    namespace: str
-    host_port: str  # the VM's veth end on the host bridge
+    namespace: str  # its network namespace (a namespace VM only)
+    host_port: str  # the VM's veth end on the host bridge, or the QEMU guest's tap
+    kind: str = "namespace"  # or "qemu": a real guest, plugged by the host's libvirt agent
+
+    @property
+    def qemu(self) -> bool:
+        return self.kind == "qemu"
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,13 @@ class LabPlan:
             self.upstream_ns,
             self.peer_ns,
             *self.host_namespaces.values(),
-            *(vm.namespace for vm in self.vms),
+            *(vm.namespace for vm in self.vms if not vm.qemu),
         ]
+
+    def qemu_hosts(self) -> list[str]:
+        """Hosts that run a QEMU VM now, hence a libvirtd and an agent (in host order)."""
+        hosts = {vm.host for vm in self.vms if vm.qemu}
+        return [h for h in self.host_namespaces if h in hosts]
 
     def vm(self, name: str) -> VmPlan:
         for vm in self.vms:
@@ -129,6 +139,7 @@ def plan_lab(fleet: Fleet, prefix: str, moves: dict[str, str] | None = None) -> 
             addresses=tuple(vm.addresses),
             namespace=f"{prefix}-vm-{vm.name}",
             host_port=f"vm-{vm.name}",
+            kind=vm.kind,
         )
         for vm in fleet.lab.vms
     )
