@@ -401,6 +401,8 @@ class Daemon:
         self.bfd_lost: set[str] = set()  # confirmed
         self.bfd_fixed_at: dict[str, float] = {}
         self.bfd_repairs = 0
+        self.ospf6_suspect: set[IPNetwork] = set()  # see _check_ospf6
+        self.ospf6_lost: set[IPNetwork] = set()  # confirmed
         self._control: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -599,6 +601,7 @@ class Daemon:
         if now < self.repair_until and now >= self.next_repair and self.frr_up:
             self.next_repair = now + 1
             self._repair()
+            self._check_ospf6()
         if now >= self.next_liveness and self.snapshot is not None:
             self._check_liveness(now)
         # While the monitor knows bgpd is gone, only the monitor's probe runs:
@@ -635,6 +638,8 @@ class Daemon:
             return
         self._check_defaults(now, audit.defaults)
         self._check_bfd(now)
+        if self.ospf6_lost:  # until an ospf6d restart cures it
+            self._check_ospf6()
         differs = audit.differs
         confirmed = differs & self.liveness_suspect
         self.liveness_suspect = differs - confirmed
@@ -874,6 +879,40 @@ class Daemon:
                 self.pending = True
         except DriverError as exc:
             log.warning("repair after a zebra restart: %s", exc)
+
+    def _check_ospf6(self) -> None:
+        """After a zebra restart: alert on announced IPv6 prefixes ospf6d does not
+        redistribute (seen twice in a row).
+
+        FRR 8.4: a zclient that loses zebra frees its redistribution bitmaps
+        (zclient_failed -> zclient_stop, lib/zclient.c) and only
+        zclient_init makes them again; ospf6d keeps the bitmaps freed, so on
+        reconnect zclient_send_reg_requests resends nothing, and no kernel
+        route added since is redistributed. Re-entering `redistribute kernel`
+        (measured) does not help either: the host needs ospf6d restarted."""
+        if self.decision is None:
+            return
+        for gate in self.ospf_gates:
+            if gate.version != 6:
+                continue
+            want: set[IPNetwork] = {p for p in self.decision.desired if p.version == 6}
+            try:
+                missing = want - gate.redistributed()
+            except DriverError as exc:
+                log.warning("check after a zebra restart: %s", exc)
+                continue
+            confirmed = missing & self.ospf6_suspect
+            self.ospf6_suspect = missing
+            if confirmed and confirmed != self.ospf6_lost:
+                self.metrics.errors.labels("ospf6-redistribution-lost").inc(len(confirmed))
+                log.error(
+                    "ALERT: ospf6d does not redistribute announced prefixes since zebra "
+                    "restarted (FRR 8.4 loses its registration); restart ospf6d",
+                    extra={
+                        "fields": {"prefixes": [str(p) for p in sorted(confirmed, key=prefix_key)]}
+                    },
+                )
+            self.ospf6_lost = confirmed
 
     def _stale_alert(self, stale: set[IPNetwork]) -> None:
         """Alert on prefixes bgpd announces that nobody can withdraw (GrpcDriver.check_table)."""
@@ -1280,6 +1319,8 @@ class Daemon:
             # established BGP neighbours with BFD configured that bfdd has no session for
             "bfd_sessions_lost": sorted(self.bfd_lost),
             "bfd_repairs": self.bfd_repairs,
+            # announced IPv6 prefixes ospf6d lost after a zebra restart (restart ospf6d)
+            "ospf6_not_redistributed": [str(p) for p in sorted(self.ospf6_lost, key=prefix_key)],
             "healthy": (
                 self.frr_up
                 and not self.monitor.down
@@ -1287,6 +1328,7 @@ class Daemon:
                 and self.kernel_view_ok
                 and not self.defaults_missing
                 and not self.bfd_lost
+                and not self.ospf6_lost
                 and self.last_error is None
             ),
             "ospf_daemons": [g.daemon for g in self.ospf_gates],

@@ -41,6 +41,7 @@ Parsing and commands are pure; `OspfGate` adds the socket and retries.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -266,5 +267,23 @@ class OspfGate:
             raise DriverError(f"{self.daemon}: OSPF gate differs after applying it")
         return True
 
+    def redistributed(self) -> set[IPNetwork]:
+        """The kernel routes ospf6d redistributes now (`show ipv6 ospf6 redistribute`)."""
+        (reply,) = self.retry.call(
+            self.daemon, lambda: self._client.run(["show ipv6 ospf6 redistribute"])
+        )
+        return parse_redistributed(reply.output)
+
     def close(self) -> None:
         self._client.close()
+
+
+def parse_redistributed(text: str) -> set[IPNetwork]:
+    """Prefixes of the `K ...` lines of `show ipv6 ospf6 redistribute`."""
+    out: set[IPNetwork] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "K":
+            with contextlib.suppress(ValueError):
+                out.add(ipaddress.ip_network(words[1]))
+    return out

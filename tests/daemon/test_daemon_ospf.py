@@ -353,3 +353,43 @@ def test_ospf6_require_neighbor_admits_only_backed_routes(host6: Ospf6Host) -> N
     host6.wait(lambda got: got == {"2001:db8:100::30/128", "2001:db8:100::31/128"})
     running = s.vtysh("show running-config")
     assert "ipv6 prefix-list frrctl-admit-v6 seq 2 deny 2001:db8:100::30/128" in running
+
+
+@pytest.fixture
+def host6_open() -> Iterator[Ospf6Host]:
+    h = Ospf6Host()
+    try:
+        h.setup()
+        yield h
+    finally:
+        h.close()
+
+
+def test_ospf6_after_a_zebra_restart_is_alerted_and_a_restart_cures_it(
+    host6_open: Ospf6Host,
+) -> None:
+    """FRR 8.4: after a zebra restart ospf6d never redistributes a kernel route
+    added since (found by `frrctl lab chaos`). No vty action repairs it: the
+    daemon alerts, status is unhealthy, and an ospf6d restart cures it."""
+    h = host6_open
+    daemon = h.start_daemon()
+    s = h.sandbox
+    s.ns_exec(["ip", "-6", "route", "add", "2001:db8:100::30/128", "dev", "cloudbr0"])
+    h.wait(lambda got: got == {"2001:db8:100::30/128"})
+    s.kill("zebra")
+    s.start("zebra", "hostname hv1\n")
+    s.ns_exec(["ip", "-6", "route", "add", "2001:db8:100::31/128", "dev", "cloudbr0"])
+    deadline = time.monotonic() + 30
+    while "ospf6d does not redistribute" not in daemon.log.read_text():
+        assert time.monotonic() < deadline, "no alert"
+        time.sleep(0.2)
+    status = request(h.state_dir, {"cmd": "status", "peers": False})
+    assert "2001:db8:100::31/128" in status["ospf6_not_redistributed"]
+    assert status["healthy"] is False
+    s.kill("ospf6d")
+    s.start("ospf6d", OSPF6D_CONF)
+    h.wait(lambda got: got == {"2001:db8:100::30/128", "2001:db8:100::31/128"}, timeout=40)
+    deadline = time.monotonic() + 30  # the kernel view check (every 10 s) clears the alert
+    while request(h.state_dir, {"cmd": "status", "peers": False})["ospf6_not_redistributed"]:
+        assert time.monotonic() < deadline, "alert never cleared"
+        time.sleep(0.5)
