@@ -79,10 +79,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = labsub.add_parser(
         "migrate",
         help="live-migrate a VM to another host while the upstream pings it",
-        description="Unplug the VM on its host, move its port to HOST, plug it there "
-        "(frrctl instance unplug/plug), while the upstream pings every address of the VM "
-        "every 10 ms; prints the pings lost and the time until the upstream routes the "
-        "addresses to the new host.",
+        description="A namespace VM: unplug it on its host, move its port to HOST, plug it "
+        "there (frrctl instance unplug/plug). A QEMU VM: libvirt's live migration between the "
+        "two hosts' libvirtds (virsh migrate --live); their frrctl agents hand the addresses "
+        "over. Meanwhile the upstream pings every address of the VM every 10 ms; prints the "
+        "pings lost, the time until the upstream routes the addresses to the new host, the "
+        "routes per address at the upstream afterwards and, for QEMU, its downtime and the "
+        "agents' unplug/plug moments.",
     )
     p.add_argument("vm", help="VM name (lab.vms in the inventory)")
     p.add_argument("--to", required=True, metavar="HOST", help="destination host")
@@ -177,14 +180,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
-    print(
-        f"migrated {result.vm} {result.source} -> {result.destination}: port moved in "
-        f"{result.move_seconds * 1000:.0f} ms, upstream routes it to {result.destination} "
-        f"{result.converge_seconds * 1000:.0f} ms after the unplug"
-    )
+    if result.qemu is None:
+        print(
+            f"migrated {result.vm} {result.source} -> {result.destination}: port moved in "
+            f"{result.move_seconds * 1000:.0f} ms, upstream routes it to {result.destination} "
+            f"{result.converge_seconds * 1000:.0f} ms after the unplug"
+        )
+    else:
+        q = result.qemu
+        print(
+            f"live-migrated QEMU guest {result.vm} {result.source} -> {result.destination} "
+            f"(libvirt, unix socket) in {result.move_seconds:.2f} s; QEMU downtime "
+            f"{q.get('downtime_ms')} ms"
+        )
+        print("  moments, ms from the source's pause (agents' logs, upstream's route monitor):")
+        for what, ms in q["moments_ms"].items():
+            print(f"    {'-' if ms is None else f'{ms:7.1f}'}  {what}")
+        if "outage_beyond_downtime_ms" in q:
+            print(f"  the handover added {q['outage_beyond_downtime_ms']} ms to QEMU's downtime")
     for ping in result.pings:
-        print(f"  {ping.address}: {ping.sent} pings sent every 10 ms, {ping.lost} lost")
-    return 0
+        print(
+            f"  {ping.address}: {ping.sent} pings sent every 10 ms, {ping.lost} lost "
+            f"(~{ping.lost * 10} ms), longest time without a reply {ping.gap_ms} ms"
+        )
+    doubles = {a: n for a, n in result.routes_at_upstream.items() if n != 1}
+    print(
+        "  after it settled: every address has one route at the upstream (no double announcement)"
+        if not doubles
+        else f"  after it settled: routes at the upstream per address {doubles} (expected 1)"
+    )
+    return 0 if not doubles else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -1,24 +1,35 @@
-"""Live migration in the lab: unplug on the source, move the port, plug on the destination.
+"""Live migration in the lab, while the upstream pings every address of the VM every 10 ms.
 
-The upstream pings every address of the VM the whole time (every 10 ms); the
-result says how many pings were lost and how long the upstream took to route
-the addresses to the new host.
+A namespace VM: unplug on the source, move the port, plug on the destination
+(two `frrctl instance` runs). A QEMU VM: libvirt's own live migration between
+the two hosts' libvirtds (virDomainMigrate3, VIR_MIGRATE_LIVE, as `virsh migrate
+--live`; the QEMU stream over a unix socket both namespaces can open); the
+hosts' agents hand the addresses over (the source unplugs when its guest
+pauses, the destination plugs when it resumes). The result: pings lost per
+address, the time until the upstream routes the addresses to the new host,
+how many routes the upstream holds per address afterwards (1: no double
+announcement), and for QEMU the downtime QEMU reports and the agents' moments.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from frrctl.errors import UsageError
 from frrctl.lab import netns
 from frrctl.lab.runner import plug, unplug
 from frrctl.lab.state import Lab, record_move
+from frrctl.lab.topology import VmPlan
 
 PING_INTERVAL = 0.01
 
@@ -28,6 +39,7 @@ class PingResult:
     address: str
     sent: int
     received: int
+    gap_ms: float | None = None  # the longest time between two replies: the outage itself
 
     @property
     def lost(self) -> int:
@@ -42,10 +54,16 @@ class Migration:
     move_seconds: float  # unplug + move port + plug
     converge_seconds: float  # from unplug until the upstream routes every address to the new host
     pings: list[PingResult]
+    kind: str = "namespace"
+    routes_at_upstream: dict[str, int] = field(default_factory=dict)  # after it settled
+    qemu: dict[str, Any] | None = None  # downtime, agents' moments (ms from the source's pause)
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["lost"] = sum(p.lost for p in self.pings)
+        for ping in data["pings"]:
+            ping["lost"] = ping["sent"] - ping["received"]
+            ping["lost_ms"] = round(ping["lost"] * PING_INTERVAL * 1000)
         return data
 
 
@@ -54,6 +72,20 @@ def parse_ping_summary(output: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"no ping summary in: {output[-200:]!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+_REPLY = re.compile(r"^\[(?P<ts>\d+\.\d+)\] \d+ bytes from ")
+
+
+def longest_gap_ms(output: str) -> float | None:
+    """`ping -D` output -> the longest time between two consecutive replies (ms).
+
+    Counting lost pings undercounts an outage when the upstream has no route at
+    all (a send that fails is not always counted as sent); reply times do not."""
+    times = [float(m["ts"]) for m in map(_REPLY.match, output.splitlines()) if m]
+    if len(times) < 2:
+        return None
+    return round(max(b - a for a, b in itertools.pairwise(times)) * 1000, 1)
 
 
 def _upstream_iface_for(lab: Lab, address: str) -> set[str]:
@@ -81,6 +113,73 @@ def _upstream_iface_for(lab: Lab, address: str) -> set[str]:
     return out
 
 
+def upstream_routes(lab: Lab, address: str) -> int:
+    """How many routes to `address` the upstream holds: BGP paths (every peer's, not only
+    the best) plus OSPF routes. 1 once a move has settled; 2 means two hosts announce it."""
+    family = "ipv6" if ":" in address else "ipv4"
+    prefix = str(ipaddress.ip_network(address))
+    ns, vty = lab.plan.upstream_ns, lab.vty("upstream")
+    try:
+        bgp = json.loads(netns.vtysh(ns, vty, f"show bgp {family} unicast {prefix} json",
+                                     check=False) or "{}")  # fmt: skip
+    except ValueError:
+        bgp = {}
+    count = len(bgp.get("paths") or [])
+    show = "ipv6" if family == "ipv6" else "ip"
+    try:
+        rib = json.loads(netns.vtysh(ns, vty, f"show {show} route {prefix} json",
+                                     check=False) or "{}")  # fmt: skip
+    except ValueError:
+        rib = {}
+    for entries in rib.values():
+        count += sum(1 for e in entries if str(e.get("protocol", "")).startswith("ospf"))
+    return count
+
+
+def _pingers(lab: Lab, addresses: tuple[str, ...]) -> dict[str, subprocess.Popen[str]]:
+    upstream = lab.plan.fleet.lab.upstream
+    pings = {}
+    for address in addresses:
+        src = upstream.loopback6 if ":" in address else upstream.loopback4
+        pings[address] = subprocess.Popen(
+            ["ip", "netns", "exec", lab.plan.upstream_ns, "ping", "-n", "-D",
+             "-i", str(PING_INTERVAL), "-W", "1", "-I", src, address],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    return pings
+
+
+def _ping_results(pings: dict[str, subprocess.Popen[str]]) -> list[PingResult]:
+    for proc in pings.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    results = []
+    for address, proc in pings.items():
+        out, _ = proc.communicate(timeout=10)
+        sent, received = parse_ping_summary(out)
+        results.append(PingResult(address, sent, received, longest_gap_ms(out)))
+    results.sort(key=lambda r: (ipaddress.ip_address(r.address).version, r.address))
+    return results
+
+
+def _wait_routed(lab: Lab, vm: VmPlan, destination: str, deadline: float) -> None:
+    new_links = {link.upstream_iface for link in lab.plan.links_of(destination)}
+    while not all(_upstream_iface_for(lab, a) & new_links for a in vm.addresses):
+        if time.monotonic() > deadline:
+            raise UsageError(f"the upstream did not route {vm.name} to {destination} in time")
+        time.sleep(0.02)
+
+
+def _settled(lab: Lab, vm: VmPlan, timeout: float = 10) -> dict[str, int]:
+    """Routes per address at the upstream, once every address has exactly one (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {a: upstream_routes(lab, a) for a in vm.addresses}
+        if all(c == 1 for c in counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
 def migrate(lab: Lab, vm_name: str, destination: str, timeout: float = 30) -> Migration:
     plan = lab.plan
     try:
@@ -99,33 +198,10 @@ def migrate(lab: Lab, vm_name: str, destination: str, timeout: float = 30) -> Mi
             f"{', '.join(outside)} outside the pools of {destination}: "
             "it would never be announced there"
         )
+    if vm.qemu:
+        return _migrate_qemu(lab, vm, destination, timeout)
     source = vm.host
-    new_links = {link.upstream_iface for link in plan.links_of(destination)}
-    upstream = fleet.lab.upstream
-    pings = {}
-    for address in vm.addresses:
-        src = upstream.loopback6 if ":" in address else upstream.loopback4
-        pings[address] = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                plan.upstream_ns,
-                "ping",
-                "-n",
-                "-q",
-                "-i",
-                str(PING_INTERVAL),
-                "-W",
-                "1",
-                "-I",
-                src,
-                address,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    pings = _pingers(lab, vm.addresses)
     try:
         time.sleep(1.0)  # a steady stream before the move
         started = time.monotonic()
@@ -136,22 +212,124 @@ def migrate(lab: Lab, vm_name: str, destination: str, timeout: float = 30) -> Mi
         plug(lab, vm, destination)
         moved = time.monotonic()
         record_move(lab.state_dir, vm.name, destination)
-        deadline = started + timeout
-        while not all(_upstream_iface_for(lab, a) & new_links for a in vm.addresses):
-            if time.monotonic() > deadline:
-                raise UsageError(
-                    f"the upstream did not route {vm_name} to {destination} within {timeout:.0f} s"
-                )
-            time.sleep(0.02)
+        _wait_routed(lab, vm, destination, started + timeout)
         converged = time.monotonic()
         time.sleep(1.0)  # and a steady stream after it
     finally:
-        for proc in pings.values():
-            proc.send_signal(signal.SIGINT)
-    results = []
-    for address, proc in pings.items():
-        out, _ = proc.communicate(timeout=10)
-        sent, received = parse_ping_summary(out)
-        results.append(PingResult(address, sent, received))
-    results.sort(key=lambda r: (ipaddress.ip_address(r.address).version, r.address))
-    return Migration(vm.name, source, destination, moved - started, converged - started, results)
+        results = _ping_results(pings)
+    return Migration(vm.name, source, destination, moved - started, converged - started,
+                     results, "namespace", _settled(lab, vm))  # fmt: skip
+
+
+_MON = re.compile(
+    r"^\[(?P<ts>[^\]]+)\]\s+(?P<deleted>Deleted\s+)?(?P<dst>\S+)\s.*\bdev (?P<dev>\S+)"
+)
+
+
+def routed_at(monitor_log: str, addresses: set[str], links: set[str]) -> float | None:
+    """From `ip -tshort monitor route`: when the last of `addresses` got a route via `links`."""
+    seen: dict[str, float] = {}
+    for line in monitor_log.splitlines():
+        m = _MON.match(line)
+        if not m or m["deleted"]:
+            continue
+        dst = m["dst"].removesuffix("/32").removesuffix("/128")
+        if dst in addresses and m["dev"] in links and dst not in seen:
+            seen[dst] = datetime.fromisoformat(m["ts"]).timestamp()
+    return max(seen.values()) if set(seen) == addresses else None
+
+
+def _moment(events: list[dict[str, Any]], since: float, **match: str) -> float | None:
+    for e in events:
+        if float(e.get("t") or 0) >= since and all(e.get(k) == v for k, v in match.items()):
+            return float(e["t"])
+    return None
+
+
+def _migrate_qemu(lab: Lab, vm: VmPlan, destination: str, timeout: float) -> Migration:
+    from frrctl.lab import qemu
+
+    libvirt = qemu.libvirt_module()
+
+    plan = lab.plan
+    source = vm.host
+    if not qemu.host_running(lab, destination):
+        qemu.start_host(lab, destination)  # a libvirtd and an agent to receive it
+    name, inst = qemu.domain_name(lab, vm), qemu.instance_name(lab, vm)
+    addrs = {str(ipaddress.ip_interface(a).ip) for a in vm.addresses}
+    new_links = {link.upstream_iface for link in plan.links_of(destination)}
+    src = libvirt.open(qemu.uri(lab, source))
+    dst = libvirt.open(qemu.uri(lab, destination))
+    mon_path = lab.nsdir("qemu") / f"monitor-{vm.name}.log"
+    sock = Path(lab.nsdir("qemu")) / f"migrate-{vm.name}.sock"
+    sock.unlink(missing_ok=True)
+    with open(mon_path, "wb") as out:
+        mon = subprocess.Popen(
+            ["ip", "netns", "exec", plan.upstream_ns, "ip", "-tshort", "monitor", "route"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    pings = _pingers(lab, vm.addresses)
+    try:
+        dom = src.lookupByName(name)
+        time.sleep(1.0)  # a steady stream before the move
+        t0, started = time.time(), time.monotonic()
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{sock}"}
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
+                 | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)  # fmt: skip
+        try:
+            new = dom.migrate3(dst, params, flags)
+        except libvirt.libvirtError as exc:
+            raise UsageError(f"virsh migrate --live {name} to {destination}: {exc}") from None
+        moved = time.monotonic()
+        record_move(lab.state_dir, vm.name, destination)
+        stats: dict[str, Any] = {}
+        for d in (dom, new):
+            try:
+                stats = d.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                break
+            except libvirt.libvirtError:
+                continue
+        _wait_routed(lab, vm, destination, started + timeout)
+        converged = time.monotonic()
+        deadline = time.monotonic() + 10
+        while not (_moment(qemu.agent_events(lab, source), t0, msg="unplugged", instance=inst)
+                   and _moment(qemu.agent_events(lab, destination), t0, msg="plugged",
+                               instance=inst)):  # fmt: skip
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # and a steady stream after it
+    finally:
+        results = _ping_results(pings)
+        mon.terminate()
+        mon.wait(5)
+        src.close()
+        dst.close()
+    sev, dev = qemu.agent_events(lab, source), qemu.agent_events(lab, destination)
+    paused = _moment(sev, t0, msg="event", domain=name, event="SUSPENDED", detail="MIGRATED")
+    moments = {
+        "source paused (SUSPENDED/MIGRATED)": paused,
+        "source unplugged": _moment(sev, t0, msg="unplugged", instance=inst),
+        "destination resumed (RESUMED/MIGRATED)": _moment(
+            dev, t0, msg="event", domain=name, event="RESUMED", detail="MIGRATED"
+        ),
+        "destination plugged": _moment(dev, t0, msg="plugged", instance=inst),
+        "upstream routes via destination": routed_at(
+            mon_path.read_text(errors="replace"), addrs, new_links
+        ),
+    }
+    base = paused if paused is not None else t0
+    figures: dict[str, Any] = {
+        "migration_seconds": round(moved - started, 3),
+        "downtime_ms": stats.get("downtime"),
+        "moments_ms": {
+            k: None if v is None else round((v - base) * 1000, 1) for k, v in moments.items()
+        },
+        "agent_logs": [str(qemu.agent_log(lab, h)) for h in (source, destination)],
+    }
+    gaps = [r.gap_ms for r in results if r.gap_ms is not None]
+    if gaps and isinstance(figures["downtime_ms"], int):
+        # what the routing handover added to the guest's own pause
+        figures["outage_beyond_downtime_ms"] = round(max(gaps) - figures["downtime_ms"], 1)
+    return Migration(vm.name, source, destination, moved - started, converged - started,
+                     results, "qemu", _settled(lab, vm), figures)  # fmt: skip

@@ -68,7 +68,7 @@ def domain_xml(lab: Lab, vm: VmPlan, image: Path) -> str:
     )  # fmt: skip
 
 
-def _libvirt() -> Any:
+def libvirt_module() -> Any:
     import libvirt
 
     libvirt.registerErrorHandler(lambda *_: None, None)  # raised, not printed on stderr
@@ -118,7 +118,7 @@ def agent_events(lab: Lab, host: str) -> list[dict[str, Any]]:
 
 def start_vms(lab: Lab, image: Path) -> None:
     """Every QEMU VM's host up (libvirtd, agent), each guest defined and started."""
-    lv = _libvirt()
+    lv = libvirt_module()
     lab.nsdir("qemu").mkdir(parents=True, exist_ok=True)
     for host in lab.plan.qemu_hosts():
         if not host_running(lab, host):
