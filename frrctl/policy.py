@@ -41,6 +41,7 @@ FRR_PROTOCOLS = {
     198: "srte",
 }
 MAIN_TABLE = 254
+STATIC_MIN_METRIC = 2 << 24  # what `frrctl instance plug` sets (frrctl.host.netlink)
 
 
 class Drain(enum.Enum):
@@ -61,6 +62,7 @@ class KernelRoute(NamedTuple):
     rtype: str = "unicast"  # unicast, blackhole, unreachable, local, ...
     protocol: int = 3  # RTPROT_BOOT: what `ip route add` sets
     table: int = MAIN_TABLE
+    metric: int = 0  # RTA_PRIORITY; zebra's distance for it is metric >> 24
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class PolicyConfig:
     max_prefixes: int = 10_000
     held: frozenset[IPNetwork] = frozenset()
     drain: Drain = Drain.NONE
+    # The gRPC driver announces a staticd route (distance 1): it is selected and
+    # redistributed only over a kernel route whose distance (metric >> 24) is
+    # higher, i.e. metric >= STATIC_MIN_METRIC. 0: any metric will do.
+    min_metric: int = 0
 
 
 class Code(enum.Enum):
@@ -92,6 +98,7 @@ class Code(enum.Enum):
     HELD = "held"
     DRAINED = "drained"
     OVER_MAXIMUM = "over-maximum"
+    KERNEL_METRIC = "kernel-metric"
 
 
 class Verdict(NamedTuple):
@@ -156,7 +163,7 @@ def prefix_key(prefix: IPNetwork) -> tuple[int, int, int]:
     return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
-def route_refusal(route: KernelRoute, bridge: str) -> tuple[Code, str] | None:
+def route_refusal(route: KernelRoute, bridge: str, min_metric: int = 0) -> tuple[Code, str] | None:
     """Why this kernel route cannot back an announcement, or None if it can."""
     if route.table != MAIN_TABLE:
         return Code.OTHER_TABLE, f"route is in table {route.table}, not main"
@@ -171,6 +178,13 @@ def route_refusal(route: KernelRoute, bridge: str) -> tuple[Code, str] | None:
         return Code.OTHER_INTERFACE, f"route is on {where}, not {bridge}"
     if route.gateway is not None:
         return Code.VIA_GATEWAY, f"route goes via gateway {route.gateway}, not directly on {bridge}"
+    if route.metric < min_metric:
+        return Code.KERNEL_METRIC, (
+            f"kernel route metric {route.metric} outranks the static route the gRPC driver "
+            f"announces (zebra distance {route.metric >> 24} < 2): add it with metric "
+            f"{min_metric} (`ip route replace {route.prefix} dev {bridge} metric {min_metric}`), "
+            "or plug it with `frrctl instance plug`"
+        )
     return None
 
 
@@ -186,7 +200,7 @@ def _eligibility(
     # Every route for the prefix must qualify: a second route elsewhere would
     # send the traffic we attract somewhere else.
     for route in routes:
-        refusal = route_refusal(route, config.bridge)
+        refusal = route_refusal(route, config.bridge, config.min_metric)
         if refusal is not None:
             return refusal
     if not config.pools.contains_host_route(prefix):

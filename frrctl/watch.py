@@ -57,7 +57,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from frrctl.policy import MAIN_TABLE, KernelRoute
+from frrctl.policy import FRR_PROTOCOLS, MAIN_TABLE, KernelRoute
 from frrctl.pools import IPAddress, IPNetwork, network_of
 
 log = logging.getLogger(__name__)
@@ -386,6 +386,8 @@ class KernelView:
         host = ev.dst_len == (32 if ev.family == socket.AF_INET else 128)
         if not (ifname == self.bridge or (host and ev.table == MAIN_TABLE)):
             return None
+        if ifname == self.bridge and ev.proto in FRR_PROTOCOLS:
+            return None  # FRR's own output (see route())
         zero = "0.0.0.0" if ev.family == socket.AF_INET else "::"
         dst = _address(zero) if ev.dst is None else _address(ev.dst)
         return (ev.family, int(dst), ev.dst_len, ev.table, ev.metric, ev.tos, ev.oif)
@@ -402,6 +404,11 @@ class KernelView:
         ifname = None if ev.multipath else self.links.get(oif)
         host = dst_len == (32 if family == socket.AF_INET else 128)
         if not (ifname == self.bridge or (host and table == MAIN_TABLE)):
+            return
+        if ifname == self.bridge and ev.proto in FRR_PROTOCOLS:
+            # zebra's copy of a staticd route (the gRPC driver's announcement,
+            # proto static, metric 20), never a VM: it must not count as a
+            # second route for the VM's prefix
             return
         if ev.dst is None:
             dst = _address("0.0.0.0" if family == socket.AF_INET else "::")
@@ -428,6 +435,7 @@ class KernelView:
             _RTN_TYPES.get(ev.rtype, str(ev.rtype)),
             ev.proto,
             table,
+            ev.metric,
         )
         self.route_oif[key] = oif
         same_base = self.by_base.get(base)

@@ -108,12 +108,14 @@ class Fabric:
     host: FrrSandbox
     upstream: FrrSandbox
 
-    def add_route(self, prefix: str) -> None:
-        self.host.ns_exec(["ip", "route", "replace", prefix, "dev", "cloudbr0"])
+    def add_route(self, prefix: str, metric: int | None = None) -> None:
+        tail = ["metric", str(metric)] if metric is not None else []
+        self.host.ns_exec(["ip", "route", "replace", prefix, "dev", "cloudbr0", *tail])
 
-    def add_routes(self, prefixes: list[str]) -> None:
+    def add_routes(self, prefixes: list[str], metric: int | None = None) -> None:
         batch = self.host.workdir / "routes.batch"
-        batch.write_text("".join(f"route replace {p} dev cloudbr0\n" for p in prefixes))
+        tail = f" metric {metric}" if metric is not None else ""
+        batch.write_text("".join(f"route replace {p} dev cloudbr0{tail}\n" for p in prefixes))
         self.host.ns_exec(["ip", "-batch", str(batch)])
 
     def del_route(self, prefix: str) -> None:
@@ -159,8 +161,12 @@ class Fabric:
 
 
 def make_fabric(
-    install: FrrInstall, bgpd_args: tuple[str, ...] = (), bgpd_config: str = ""
+    install: FrrInstall,
+    bgpd_args: tuple[str, ...] = (),
+    bgpd_config: str = "",
+    staticd_args: tuple[str, ...] | None = None,
 ) -> Iterator[Fabric]:
+    """A fabric; with `staticd_args`, the host also runs staticd (from `install`)."""
     tag = secrets.token_hex(3)
     host = FrrSandbox(f"fg4-{tag}-h", install)
     upstream: FrrSandbox | None = None
@@ -199,6 +205,8 @@ def make_fabric(
             sandbox.start("zebra", f"hostname {sandbox.name}\n")
         host.start("bgpd", bgpd_config or host_bgpd_config(), bgpd_args)
         upstream.start("bgpd", UPSTREAM_BGPD)
+        if staticd_args is not None:
+            host.start("staticd", f"hostname {host.name}\n", staticd_args)
         fabric = Fabric(host, upstream)
         fabric.wait_established()
         yield fabric

@@ -263,3 +263,19 @@ def test_redecide_equals_decide_on_random_bursts(seed: int) -> None:
         synced = True
     if cfg.max_prefixes == 1000:
         assert answered  # the cheap path is taken, not always refused
+
+
+def test_static_driver_refuses_a_kernel_route_that_outranks_its_static_route() -> None:
+    """gRPC driver: `ip route add ... dev cloudbr0` (metric 0) beats the staticd
+    route in zebra, so it would never be redistributed: refused, with the fix."""
+    cfg = config(min_metric=2 << 24)
+    d = decide([route("192.0.2.30/32"), route("2001:db8:100::80/128", metric=1024)], cfg)
+    assert d.desired == {}
+    for verdict in d.verdicts:
+        assert verdict.code is Code.KERNEL_METRIC
+        assert "metric 33554432" in verdict.reason and "frrctl instance plug" in verdict.reason
+    assert "metric 0 outranks" in d.verdicts[0].reason
+    ok = decide([route("192.0.2.30/32", metric=2 << 24)], cfg)
+    assert ok.desired == {P("192.0.2.30/32"): False}
+    # the other drivers take any metric
+    assert decide([route("192.0.2.30/32")], config()).desired == {P("192.0.2.30/32"): False}

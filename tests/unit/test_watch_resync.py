@@ -46,9 +46,12 @@ def route(dst: str, oif: int, new: bool = True, nlflags: int = 0, **fields: Any)
     msg["family"] = 2 if net.version == 4 else 10
     msg["dst_len"] = net.prefixlen
     msg["table"], msg["proto"], msg["type"], msg["flags"], msg["tos"] = 254, 3, 1, 0, 0
+    priority = fields.pop("priority", None)
     for key, value in fields.items():
         msg[key] = value
     msg["attrs"] = [("RTA_DST", str(net.network_address)), ("RTA_OIF", oif)]
+    if priority is not None:
+        msg["attrs"].append(("RTA_PRIORITY", priority))
     msg["header"] = {"type": RTM_NEWROUTE if new else RTM_DELROUTE, "flags": nlflags}
     return msg
 
@@ -130,9 +133,15 @@ def test_cloned_local_and_frr_routes() -> None:
     v = view()
     v.apply(route("192.0.2.31/32", 2, flags=0x200))  # RTM_F_CLONED: ignored
     v.apply(route("192.0.2.32/32", 2, table=255))  # local table: ignored
-    v.apply(route("192.0.2.33/32", 2, proto=186))  # bgp-installed: kept, policy refuses
+    v.apply(route("192.0.2.33/32", 3, proto=186))  # bgp-installed elsewhere: policy refuses
+    # zebra's copy of a staticd route on the bridge (gRPC driver): FRR's output, ignored
+    v.apply(route("192.0.2.34/32", 2, proto=196, priority=20))
+    v.apply(route("192.0.2.34/32", 2, priority=2 << 24))  # the VM's own route: kept
     snap = v.snapshot(1, "t")
-    assert {str(r.prefix): r.protocol for r in snap.routes} == {"192.0.2.33/32": 186}
+    assert {str(r.prefix): (r.protocol, r.metric) for r in snap.routes} == {
+        "192.0.2.33/32": (186, 0),
+        "192.0.2.34/32": (3, 2 << 24),
+    }
 
 
 def test_permanent_neighbors_only_on_the_bridge() -> None:

@@ -1,0 +1,297 @@
+"""gRPC driver, second generation: staticd routes over FRR's northbound gRPC.
+
+Each announced prefix is a staticd route to the bridge (staticd started with
+`-M grpc:PORT`); bgpd picks it up with `redistribute static route-map
+static-cloud[-v6]`. A NEW redistributed route is judged against the route-map
+at once (bgpd_redistribute_add), so an announcement costs about what native
+`redistribute kernel` costs; editing a prefix-list inside a redistribution
+route-map (the first gRPC driver, frrctl.frr.gate) waits for `bgp route-map
+delay-timer` instead. Graceful drain is the route's tag: a tag change
+re-announces the route to bgpd, whose route-map adds the GRACEFUL_SHUTDOWN
+community to tagged routes.
+
+Preconditions, both FRR's: zebra selects the staticd route (distance 1) only
+over a kernel route whose distance (metric >> 24) is higher, so the VM's
+kernel route needs metric >= 2 << 24 (`frrctl instance plug` sets it; the
+policy refuses others with the fix, see policy.STATIC_MIN_METRIC). zebra then
+installs its own copy in the kernel (proto static, metric 20) next to it; the
+watcher ignores FRR's routes on the bridge.
+
+Per batch: one candidate, EditCandidate calls, one Commit(ALL). FRR's
+northbound copies, diffs and validates the whole configuration on every
+commit (lib/northbound.c: nb_candidate_commit_prepare -> nb_config_diff and
+nb_candidate_validate over the full tree), so one commit costs O(routes held),
+not O(change): ~1 s per commit on a host holding 10,000.
+
+Like bgpd's, the module listens without TLS: the host firewalls the port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from frrctl.frr import _proto
+from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy, TableCheck
+from frrctl.frr.vty import VtyClient
+from frrctl.frr.vtysh import bgp_tables, missing_in_rib, originated_in_rib
+from frrctl.policy import Plan, parse_prefix, prefix_key
+from frrctl.pools import IPNetwork
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = (
+    "/frr-routing:routing/control-plane-protocols/control-plane-protocol"
+    "[type='frr-staticd:staticd'][name='staticd'][vrf='default']/frr-staticd:staticd"
+)
+# Get on PROTOCOL itself fails in 8.4 ("Failed to dump data" once it exists):
+# read the routing container, which holds only staticd's protocol here.
+GET_PATH = "/frr-routing:routing"
+GSHUT_TAG = 65534  # a route with this tag is announced with GRACEFUL_SHUTDOWN
+_AFI_SAFI = {4: "frr-routing:ipv4-unicast", 6: "frr-routing:ipv6-unicast"}
+_MATCH = {4: "ip", 6: "ipv6"}
+_PATH = "path-list[table-id='0'][distance='1']"
+
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+}
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+    # reconnect fast after staticd restarts (gRPC's default backoff grows to 120 s)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+PathValue = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StaticEdit:
+    update: tuple[PathValue, ...] = ()
+    delete: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.update or self.delete)
+
+
+@dataclass(frozen=True)
+class StaticLayout:
+    """Names the rendered bgpd config and the driver share."""
+
+    bridge: str = "cloudbr0"
+    base: str = "static-cloud"
+
+    def route_map(self, version: int) -> str:
+        return self.base if version == 4 else f"{self.base}-v6"
+
+    def route_xpath(self, prefix: IPNetwork) -> str:
+        return f"{PROTOCOL}/route-list[prefix='{prefix}'][afi-safi='{_AFI_SAFI[prefix.version]}']"
+
+    def nexthop_xpath(self, prefix: IPNetwork) -> str:
+        return (
+            f"{self.route_xpath(prefix)}/{_PATH}/frr-nexthops/nexthop[nh-type='ifindex']"
+            f"[vrf='default'][gateway=''][interface='{self.bridge}']"
+        )
+
+    def tag_xpath(self, prefix: IPNetwork) -> str:
+        return f"{self.route_xpath(prefix)}/{_PATH}/tag"
+
+    def config_lines(self, pool_lists: Mapping[int, str]) -> list[str]:
+        """bgpd's route-maps for `redistribute static route-map <route_map(v)>`:
+        only host routes on the bridge inside the pools (a second guard behind
+        the daemon's policy); the drain tag adds GRACEFUL_SHUTDOWN."""
+        lines: list[str] = []
+        for version in (4, 6):
+            name, match = self.route_map(version), _MATCH[version]
+            guard = [
+                f" match interface {self.bridge}",
+                f" match {match} address prefix-list {pool_lists[version]}",
+            ]
+            lines += [f"route-map {name} permit 10", *guard, f" match tag {GSHUT_TAG}",
+                      " set community graceful-shutdown additive", "exit", "!"]  # fmt: skip
+            lines += [f"route-map {name} permit 20", *guard, "exit", "!"]
+        return lines
+
+
+def build_edit(layout: StaticLayout, plan: Plan) -> StaticEdit:
+    """One commit for a plan: a route (nexthop + tag) per announcement, the
+    route-list entry deleted per withdrawal (deleting only the nexthop fails:
+    "Too few nexthop instances")."""
+    update: list[PathValue] = []
+    for prefix, gshut in plan.announce:
+        update.append((layout.nexthop_xpath(prefix), ""))
+        update.append((layout.tag_xpath(prefix), str(GSHUT_TAG if gshut else 0)))
+    delete = [layout.route_xpath(p) for p in plan.withdraw]
+    return StaticEdit(tuple(update), tuple(delete))
+
+
+def _items(node: Any) -> list[Any]:
+    if isinstance(node, list):
+        return node
+    return [node] if isinstance(node, dict) else []
+
+
+def parse_routes(data: Mapping[str, Any], layout: StaticLayout) -> dict[IPNetwork, bool]:
+    """staticd's route-list (Get JSON) -> what it announces for frrctl: host
+    routes whose only path is distance 1 to the bridge; prefix -> drain tag."""
+    out: dict[IPNetwork, bool] = {}
+    routing = data.get("frr-routing:routing", {})
+    protocols = _items(routing.get("control-plane-protocols", {}).get("control-plane-protocol"))
+    for proto in protocols:
+        if proto.get("type") != "frr-staticd:staticd":
+            continue
+        for route in _items(proto.get("frr-staticd:staticd", {}).get("route-list")):
+            try:
+                prefix = parse_prefix(str(route.get("prefix")))
+            except ValueError:
+                continue
+            if prefix.prefixlen != prefix.max_prefixlen:
+                continue
+            paths = _items(route.get("path-list"))
+            if len(paths) != 1 or int(paths[0].get("distance", 1)) != 1:
+                continue
+            hops = _items(paths[0].get("frr-nexthops", {}).get("nexthop"))
+            if [h.get("interface") for h in hops] != [layout.bridge]:
+                continue
+            out[prefix] = int(paths[0].get("tag", 0)) == GSHUT_TAG
+    return out
+
+
+def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    message = f"staticd gRPC {what}: {code.name if code else 'UNKNOWN'}: {details}"
+    return FrrUnavailable(message) if code in _TRANSIENT else DriverError(message)
+
+
+@dataclass
+class StaticdDriver(AnnounceDriver):
+    """Announce as staticd routes over staticd's northbound gRPC at `target`
+    (`127.0.0.1:PORT`, or `unix:/path` from a NetnsPortForwarder). `vty_dir`
+    (bgpd's vty socket) serves only `check_table()`."""
+
+    target: str
+    layout: StaticLayout = field(default_factory=StaticLayout)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rpc_timeout: float = 30.0
+    commit_timeout: float = 900.0
+    edit_chunk: int = 20_000  # path-values per EditCandidate message
+    name: str = "grpc-static"
+    vty_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._pb, self._pb_grpc = _proto.load()
+        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.vty_dir else None
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    def _northbound(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+            self._stub = self._pb_grpc.NorthboundStub(self._channel)
+        return self._stub
+
+    def close(self) -> None:
+        if self._bgpd is not None:
+            self._bgpd.close()
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = self._stub = None
+
+    # -- driver interface ----------------------------------------------------
+    def get(self) -> dict[str, Any]:
+        request = self._pb.GetRequest(
+            type=self._pb.GetRequest.CONFIG, encoding=self._pb.JSON, path=[GET_PATH]
+        )
+        merged: dict[str, Any] = {}
+        try:
+            for reply in self._northbound().Get(request, timeout=self.rpc_timeout):
+                if reply.data.data.strip():
+                    merged.update(json.loads(reply.data.data))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "not found" in str(exc.details()):
+                return {}  # no static route at all
+            raise rpc_error("Get", exc) from exc
+        return merged
+
+    def read(self) -> dict[IPNetwork, bool]:
+        return self.retry.call("grpc-static read", lambda: parse_routes(self.get(), self.layout))
+
+    def apply(self, plan: Plan) -> None:
+        edit = build_edit(self.layout, plan)
+        if edit:
+            self.retry.call("grpc-static commit", lambda: self.commit(edit, plan.summary()))
+
+    def check_table(self) -> TableCheck:
+        """bgpd's table against staticd's routes (after a zebra restart):
+        missing = announced by staticd, not valid in bgpd; stale = originated
+        by bgpd, no longer a staticd route."""
+        if self._bgpd is None:
+            return TableCheck([])
+        routes = self.read()
+        tables = bgp_tables(self._bgpd, self.retry)
+        stale = originated_in_rib(tables) - set(routes)
+        return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
+
+    def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Make zebra and bgpd learn these routes again: remove and re-add them."""
+        routes = self.read()
+        again = tuple((p, routes[p]) for p in prefixes if p in routes)
+        if again:
+            self.apply(Plan(withdraw=tuple(p for p, _ in again)))
+            self.apply(Plan(announce=again))
+
+    def commit(self, edit: StaticEdit, comment: str = "frrctl") -> int | None:
+        """One transaction; FRR's transaction id, None for "no changes"."""
+        stub, pb = self._northbound(), self._pb
+        try:
+            candidate = stub.CreateCandidate(
+                pb.CreateCandidateRequest(), timeout=self.rpc_timeout
+            ).candidate_id
+        except grpc.RpcError as exc:
+            raise rpc_error("CreateCandidate", exc) from exc
+        try:
+            updates = [pb.PathValue(path=p, value=v) for p, v in edit.update]
+            deletes = [pb.PathValue(path=p) for p in edit.delete]
+            step = self.edit_chunk
+            for i in range(0, max(len(updates), len(deletes)), step):
+                stub.EditCandidate(
+                    pb.EditCandidateRequest(
+                        candidate_id=candidate,
+                        update=updates[i : i + step],
+                        delete=deletes[i : i + step],
+                    ),
+                    timeout=self.rpc_timeout,
+                )
+            try:
+                reply = stub.Commit(
+                    pb.CommitRequest(
+                        candidate_id=candidate, phase=pb.CommitRequest.ALL, comment=comment
+                    ),
+                    timeout=self.commit_timeout,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.ABORTED:
+                    return None  # running already equals the candidate
+                raise
+            return int(reply.transaction_id)
+        except grpc.RpcError as exc:
+            raise rpc_error("commit", exc) from exc
+        finally:
+            try:
+                stub.DeleteCandidate(
+                    pb.DeleteCandidateRequest(candidate_id=candidate), timeout=self.rpc_timeout
+                )
+            except grpc.RpcError as exc:  # staticd restarted: the candidate died with it
+                log.debug("DeleteCandidate %s: %s", candidate, exc)
