@@ -50,6 +50,7 @@ from frrctl.frr.ospf import OspfGate, admission_closed
 from frrctl.frr.vty import VtyClient
 from frrctl.metrics import Metrics, resync_kind
 from frrctl.policy import (
+    STATIC_MIN_METRIC,
     Code,
     Decision,
     Drain,
@@ -84,7 +85,7 @@ class DaemonSettings:
     asn: int | None
     bridge: str
     pools: Pools
-    driver: str  # vtysh | grpc
+    driver: str  # vtysh | grpc | grpc-static
     max_prefixes: int
     require_neighbor: bool
     vty_dir: Path
@@ -201,7 +202,17 @@ def make_driver(settings: DaemonSettings) -> AnnounceDriver:
             rpc_timeout=10.0,
             vty_dir=settings.vty_dir,
         )
-    raise UsageError(f"unknown driver {settings.driver!r} (vtysh or grpc)")
+    if settings.driver == "grpc-static":
+        from frrctl.frr.staticd import StaticdDriver, StaticLayout
+
+        return StaticdDriver(
+            settings.grpc_target,
+            layout=StaticLayout(bridge=settings.bridge),
+            retry=retry,
+            rpc_timeout=10.0,
+            vty_dir=settings.vty_dir,
+        )
+    raise UsageError(f"unknown driver {settings.driver!r} (vtysh, grpc or grpc-static)")
 
 
 def loop_timeout(now: float, verify: float, **timers: float | None) -> float:
@@ -439,7 +450,7 @@ class Daemon:
                 raise FrrctlError(
                     f"cannot serve metrics on 127.0.0.1:{s.metrics_port}: {exc.strerror}"
                 ) from None
-        if s.driver == "grpc" and s.grpc_guard:
+        if s.driver in ("grpc", "grpc-static") and s.grpc_guard:
             from frrctl.frr.firewall import guard_grpc_port
 
             try:
@@ -975,6 +986,8 @@ class Daemon:
             max_prefixes=s.max_prefixes,
             held=self.operator.held,
             drain=self.operator.drain,
+            # grpc-static: a kernel route must not outrank the driver's static route
+            min_metric=STATIC_MIN_METRIC if s.driver == "grpc-static" and s.runs_bgp else 0,
         )
 
     def reconcile(self) -> bool:

@@ -321,7 +321,7 @@ def _reserved_in_subnet(addr: IPAddress, net: IPNetwork) -> str | None:
 class ControllerSettings(Model):
     """Settings of the announcement daemon (`mode: controller`)."""
 
-    driver: Literal["vtysh", "grpc"] = "vtysh"
+    driver: Literal["vtysh", "grpc", "grpc-static"] = "vtysh"
     max_prefixes: int = Field(default=10000, ge=1)
     require_neighbor: bool = False
     # vtysh driver: bgpd's `bgp network import-check` as a second guard (bgpd

@@ -34,6 +34,7 @@ import jinja2
 
 from frrctl.frr import ospf
 from frrctl.frr.gate import Gate
+from frrctl.frr.staticd import StaticLayout
 from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
@@ -186,6 +187,7 @@ class Family:
     import_list: str
     export_list: str
     neighbors: list[Neighbor]  # active in this family, each with both lists
+    source: str = "kernel"  # what is redistributed: kernel, or static (grpc-static driver)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ def bgp_section(host: Host) -> Bgp | None:
             )
     neighbors.sort(key=lambda n: n.sort_key)
     gate = grpc_gate(host)
+    static = static_layout(host)
     families = []
     for version in (4, 6):
         members = [n for n in neighbors if version in n.versions]
@@ -230,11 +233,19 @@ def bgp_section(host: Host) -> Bgp | None:
                 # redistribute mode: FRR announces what only-cloud lets through; the
                 # gRPC driver opens its own gate per prefix; the vtysh driver uses
                 # `network` statements and needs no redistribution at all.
-                redistribute=host.mode == "redistribute" or gate is not None,
-                route_map=gate.route_map(version) if gate else ROUTE_MAP[version],
+                # grpc-static: the driver's staticd routes, as soon as they exist.
+                redistribute=host.mode == "redistribute" or gate is not None or static is not None,
+                route_map=(
+                    static.route_map(version)
+                    if static
+                    else gate.route_map(version)
+                    if gate
+                    else ROUTE_MAP[version]
+                ),
                 import_list=DEFAULT_LIST[version],
                 export_list=POOL_LIST[version],
                 neighbors=members,
+                source="static" if static else "kernel",
             )
         )
     vtysh_controller = host.mode == "controller" and host.controller.driver == "vtysh"
@@ -246,6 +257,13 @@ def grpc_gate(host: Host, bridge: str = "cloudbr0") -> Gate | None:
     """The gRPC driver's gate (prefix-lists behind route-maps), for controller+grpc hosts."""
     if host.mode == "controller" and host.controller.driver == "grpc":
         return Gate(bridge=bridge)
+    return None
+
+
+def static_layout(host: Host, bridge: str = "cloudbr0") -> StaticLayout | None:
+    """The grpc-static driver's route-maps, for controller+grpc-static hosts."""
+    if host.mode == "controller" and host.controller.driver == "grpc-static":
+        return StaticLayout(bridge=bridge)
     return None
 
 
@@ -311,6 +329,7 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
     fabric: Fabric = fleet.fabric
     pools = fleet.pools_of(host)
     gate = grpc_gate(host, fabric.bridge)
+    static = static_layout(host, fabric.bridge)
     context: dict[str, Any] = {
         "host": host,
         "fabric": fabric,
@@ -322,6 +341,8 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "ospf_update_ms": ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" else None,
         "route_map": ROUTE_MAP,
         "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
+        "static_lines": static.config_lines(POOL_LIST) if static and host.runs_bgp else [],
+        "staticd_grpc_port": host.controller.grpc_port if static else None,
         "fib_filter": fib_filter_lines(host),
         "interfaces": interface_sections(host),
         "bgp": bgp_section(host),

@@ -1,0 +1,50 @@
+"""Rendering for the grpc-static driver: bgpd redistributes staticd's routes, staticd
+runs the gRPC module, and nothing of the first gRPC driver's gate is left."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from frrctl.frrcheck import check_config
+from frrctl.inventory import load_inventory
+from frrctl.render import render_host
+
+EDGE = Path(__file__).resolve().parents[1] / "data" / "edge-fleet.yaml"
+
+
+def static_host_files() -> dict[str, str]:
+    fleet = load_inventory(EDGE)
+    host = next(h for h in fleet.hosts if h.mode == "controller" and h.runs_bgp)
+    controller = host.controller.model_copy(update={"driver": "grpc-static", "grpc_port": 50077})
+    return render_host(fleet, host.model_copy(update={"controller": controller}))
+
+
+def test_bgpd_redistributes_static_routes_through_the_guard() -> None:
+    conf = static_host_files()["frr.conf"]
+    bgp = conf.split("router bgp")[1].split("\nexit\n")[0]
+    assert "redistribute static route-map static-cloud\n" in bgp
+    assert "redistribute static route-map static-cloud-v6\n" in bgp
+    assert "redistribute kernel" not in bgp
+    assert "frrctl-announce" not in conf and "delay-timer" not in conf
+    for version, name in ((4, "static-cloud"), (6, "static-cloud-v6")):
+        match = "ip" if version == 4 else "ipv6"
+        for seq in (10, 20):
+            block = conf.split(f"route-map {name} permit {seq}\n")[1].split("exit\n")[0]
+            assert " match interface cloudbr0\n" in block
+            assert f" match {match} address prefix-list cloud-pool-v{version}\n" in block
+        drain = conf.split(f"route-map {name} permit 10\n")[1].split("exit\n")[0]
+        assert " match tag 65534\n set community graceful-shutdown additive\n" in drain
+
+
+def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
+    daemons = static_host_files()["daemons"]
+    assert 'staticd_options="-A 127.0.0.1 -M grpc:50077"' in daemons
+    assert 'bgpd_options="   -A 127.0.0.1"' in daemons
+
+
+@pytest.mark.skipif(shutil.which("vtysh") is None, reason="needs FRR's vtysh")
+def test_frr_accepts_it() -> None:
+    check_config(static_host_files()["frr.conf"], "static/frr.conf")
