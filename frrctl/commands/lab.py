@@ -261,6 +261,11 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             print(f"chaos: {text}", flush=True)
 
     lab = state.attach(args.state_dir)
+    if real := [vm.name for vm in lab.plan.vms if vm.qemu]:
+        raise UsageError(
+            f"chaos moves namespace VMs only; this lab runs {', '.join(real)} under QEMU: "
+            "`frrctl lab up --no-qemu` first"
+        )
     summary = run(lab, args.seed, args.duration, args.bound, progress, exclude)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0 if summary["ok"] else 1

@@ -114,8 +114,9 @@ def _upstream_iface_for(lab: Lab, address: str) -> set[str]:
 
 
 def upstream_routes(lab: Lab, address: str) -> int:
-    """How many routes to `address` the upstream holds: BGP paths (every peer's, not only
-    the best) plus OSPF routes. 1 once a move has settled; 2 means two hosts announce it."""
+    """How many routes to `address` the upstream holds: BGP paths from its peers (every
+    one, not only the best) plus OSPF routes. 1 once a move has settled; 2: two hosts
+    announce it."""
     family = "ipv6" if ":" in address else "ipv4"
     prefix = str(ipaddress.ip_network(address))
     ns, vty = lab.plan.upstream_ns, lab.vty("upstream")
@@ -124,7 +125,8 @@ def upstream_routes(lab: Lab, address: str) -> int:
                                      check=False) or "{}")  # fmt: skip
     except ValueError:
         bgp = {}
-    count = len(bgp.get("paths") or [])
+    # a path the upstream sources itself is its OSPF route redistributed (towards ExaBGP)
+    count = sum(1 for path in bgp.get("paths") or [] if not path.get("sourced"))
     show = "ipv6" if family == "ipv6" else "ip"
     try:
         rib = json.loads(netns.vtysh(ns, vty, f"show {show} route {prefix} json",

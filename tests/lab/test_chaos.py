@@ -30,7 +30,8 @@ KNOWN = ["kill-zebra@hv3"]
 def lab() -> Iterator[Path]:
     state_dir = Path(f"/run/frrctl-chaos-test-{secrets.token_hex(3)}")
     try:
-        runner.up(EXAMPLE, state_dir, wait=90, driver="vtysh")
+        # namespace VMs only: chaos' migrate moves a namespace VM's port (not a QEMU guest)
+        runner.up(EXAMPLE, state_dir, wait=90, driver="vtysh", qemu=())
         yield state_dir
     finally:
         runner.down(state_dir)

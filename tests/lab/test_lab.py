@@ -87,7 +87,8 @@ def test_verify_is_exact_over_bgp_ospf_and_ospf6(lab: runner.Lab) -> None:
         "upstream: OSPFv2 external routes",
         "upstream: OSPFv3 external routes",
     } <= names
-    assert sum(n.startswith("ping ") for n in names) == 9  # every VM address, v4 and v6
+    assert sum(n.startswith("ping ") for n in names) == 11  # every VM address, v4 and v6
+    assert {"ping vm7 192.0.2.17", "ping vm7 2001:db8:100::17"} <= names  # the QEMU guest
     # every BFD session the inventory asks for: BGP (hv1) and OSPFv2/OSPFv3 (hv3)
     assert {"hv1: BFD sessions up", "hv3: BFD sessions up"} <= names
     exa = next(c for c in report["checks"] if c["name"] == "exabgp peer: prefixes held")
