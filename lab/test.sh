@@ -11,6 +11,9 @@ bash lab/setup.sh
 # package lacks: build it from Debian's own source (cached, reused when present).
 FRRCTL_FRR_GRPC=$(bash lab/build-frr-grpc.sh | tail -n1)
 export FRRCTL_FRR_GRPC
+# tests/guestos boot real Debian guest images (mmdebstrap; cached, reused when present).
+FRRCTL_IMAGES=$(bash lab/build-images.sh | tail -n1)
+export FRRCTL_IMAGES
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
