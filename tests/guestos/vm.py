@@ -140,3 +140,5 @@ class Vm:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # the overlay holds the guest's writes (tens of MB); the console log stays
+        (self.run / "root.qcow2").unlink(missing_ok=True)
