@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--driver",
-        choices=["vtysh", "grpc"],
+        choices=["vtysh", "grpc", "grpc-static"],
         default=None,
         help="run every host in controller mode: `frrctl daemon` with this driver "
         "decides what FRR announces (grpc: FRR built by lab/build-frr-grpc.sh)",
@@ -116,8 +116,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--drivers",
         nargs="*",
         default=["vtysh", "vtysh+import-check", "grpc"],
-        choices=["vtysh", "vtysh+import-check", "grpc"],
+        choices=["vtysh", "vtysh+import-check", "grpc", "grpc-static"],
         help="daemon drivers to measure (none: native)",
+    )
+    p.add_argument(
+        "--held",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also time one more prefix on a host already announcing N (e.g. 1000 10000)",
     )
     p.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="write the results as JSON to FILE"
@@ -228,6 +236,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tuple(args.drivers),
         progress=progress,
         bulk_repeat=args.bulk_repeat,
+        held=tuple(args.held),
     )
     print(format_table(results))
     if args.json:

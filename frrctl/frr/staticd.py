@@ -40,7 +40,7 @@ import grpc
 from frrctl.frr import _proto
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy, TableCheck
 from frrctl.frr.vty import VtyClient
-from frrctl.frr.vtysh import bgp_tables, missing_in_rib, originated_in_rib
+from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
 from frrctl.policy import Plan, parse_prefix, prefix_key
 from frrctl.pools import IPNetwork
 
@@ -54,6 +54,7 @@ PROTOCOL = (
 # read the routing container, which holds only staticd's protocol here.
 GET_PATH = "/frr-routing:routing"
 GSHUT_TAG = 65534  # a route with this tag is announced with GRACEFUL_SHUTDOWN
+NUDGE_SEQ = 65000  # route-map entry refresh() adds and removes at once
 _AFI_SAFI = {4: "frr-routing:ipv4-unicast", 6: "frr-routing:ipv6-unicast"}
 _MATCH = {4: "ip", 6: "ipv6"}
 _PATH = "path-list[table-id='0'][distance='1']"
@@ -245,12 +246,26 @@ class StaticdDriver(AnnounceDriver):
         return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
-        """Make zebra and bgpd learn these routes again: remove and re-add them."""
-        routes = self.read()
-        again = tuple((p, routes[p]) for p in prefixes if p in routes)
-        if again:
-            self.apply(Plan(withdraw=tuple(p for p, _ in again)))
-            self.apply(Plan(announce=again))
+        """Make bgpd fetch the static routes from zebra again (after a zebra
+        restart FRR 8.4's bgpd reconnects but does not register its
+        redistribution again). Adding and removing a deny entry at the end of
+        the route-map changes no verdict but marks the route-map for update;
+        when `bgp route-map delay-timer` fires, bgpd re-registers `redistribute
+        static` (bgp_redistribute_resend) and zebra sends every route again,
+        which also drops routes withdrawn meanwhile."""
+        versions = sorted({p.version for p in prefixes})
+        if self._bgpd is None or not versions:
+            return
+        commands = ["configure terminal"]
+        for version in versions:
+            entry = f"route-map {self.layout.route_map(version)} deny {NUDGE_SEQ}"
+            commands += [entry, "exit", f"no {entry}"]
+        commands.append("end")
+        bgpd = self._bgpd
+        bad = failures(self.retry.call("bgpd", lambda: bgpd.run(commands)))
+        if bad:
+            detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad)
+            raise DriverError(f"bgpd refused the redistribution refresh: {detail}")
 
     def commit(self, edit: StaticEdit, comment: str = "frrctl") -> int | None:
         """One transaction; FRR's transaction id, None for "no changes"."""

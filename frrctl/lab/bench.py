@@ -31,6 +31,9 @@ from frrctl.lab.verify import apply_exabgp_line
 BENCH_HOST = "bench"
 BENCH_POOL4 = ipaddress.IPv4Network("198.19.0.0/16")  # benchmark range (198.18.0.0/15)
 BENCH_MAC = "52:54:00:be:0c:01"
+# routes as `frrctl instance plug` writes them (the grpc-static driver needs
+# the metric; native redistribution and the other drivers ignore it)
+PLUG_METRIC = 2 << 24
 
 
 def bench_inventory() -> dict[str, Any]:
@@ -111,7 +114,7 @@ class KernelWriter:
             line
             for p in prefixes
             for line in (
-                f"route add {p} dev {self.bridge}",
+                f"route add {p} dev {self.bridge} metric {PLUG_METRIC}",
                 f"neigh replace {p.split('/')[0]} lladdr {BENCH_MAC} dev {self.bridge}"
                 " nud permanent",
             )
@@ -123,7 +126,7 @@ class KernelWriter:
             for p in prefixes
             for line in (
                 f"neigh del {p.split('/')[0]} dev {self.bridge}",
-                f"route del {p} dev {self.bridge}",
+                f"route del {p} dev {self.bridge} metric {PLUG_METRIC}",
             )
         )
 
@@ -180,6 +183,9 @@ class PhaseResult:
     bulk_s: dict[int, float] = field(default_factory=dict)  # median of bulk_samples_s
     bulk_samples_s: dict[int, list[float]] = field(default_factory=dict)
     bulk_withdraw_s: dict[int, float] = field(default_factory=dict)
+    # one more prefix on a host already announcing N: announce samples per N
+    held_announce_ms: dict[int, list[float]] = field(default_factory=dict)
+    held_withdraw_ms: dict[int, list[float]] = field(default_factory=dict)
     recovery_s: float | None = None
     daemon_rss_mb: float | None = None
     note: str = ""
@@ -203,6 +209,11 @@ class PhaseResult:
                 str(k): [round(v, 3) for v in vs] for k, vs in self.bulk_samples_s.items()
             },
             "bulk_withdraw_s": {str(k): round(v, 3) for k, v in self.bulk_withdraw_s.items()},
+            "held_announce_ms": {str(k): stats(v) for k, v in self.held_announce_ms.items()},
+            "held_withdraw_ms": {str(k): stats(v) for k, v in self.held_withdraw_ms.items()},
+            "held_samples_ms": {
+                str(k): [round(x, 1) for x in v] for k, v in self.held_announce_ms.items()
+            },
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
             "daemon_rss_mb": self.daemon_rss_mb,
             "note": self.note,
@@ -220,6 +231,8 @@ def measure(
     offset: int = 0,
     bulk_repeat: int = 7,
     settle: float = 3.0,
+    held: tuple[int, ...] = (),
+    held_samples: int = 10,
 ) -> PhaseResult:
     """Time announce/withdraw of single prefixes, bulk sets and recovery after bgpd died.
 
@@ -271,7 +284,40 @@ def measure(
             time.sleep(settle)
         result.bulk_s[count] = statistics.median(samples_s)
         result.bulk_withdraw_s[count] = statistics.median(withdraw_s)
+    for count in held:
+        measure_held(result, record, writer, count, held_samples, offset, settle)
     return result
+
+
+def measure_held(
+    result: PhaseResult,
+    record: PeerRecord,
+    writer: KernelWriter,
+    count: int,
+    samples: int,
+    offset: int,
+    settle: float,
+) -> None:
+    """Per-change latency on a host already announcing `count` prefixes
+    (issue 11, 2.6): FRR's northbound cost per commit grows with the config."""
+    background = addresses(offset + 40000, count)
+    want = set(background)
+    writer.add(background)
+    record.wait(has_all(want), 300)
+    time.sleep(settle)
+    announce = result.held_announce_ms.setdefault(count, [])
+    withdraw = result.held_withdraw_ms.setdefault(count, [])
+    for i in range(samples):
+        (prefix,) = addresses(offset + 60000 + i, 1)
+        t0 = time.monotonic()
+        writer.add([prefix])
+        announce.append((record.wait(has(prefix), 60) - t0) * 1000)
+        t1 = time.monotonic()
+        writer.delete([prefix])
+        withdraw.append((record.wait(lacks(prefix), 60) - t1) * 1000)
+    writer.delete(background)
+    record.wait(has_none(want), 300)
+    time.sleep(settle)
 
 
 def process_rss_mb(pid: int) -> float | None:
@@ -294,16 +340,19 @@ def kill_pidfile(pidfile: Path) -> None:
 
 def format_table(results: list[PhaseResult]) -> str:
     native = results[0].summary()
+    held = list(native["held_announce_ms"])
     rows = [
         (
             "phase",
             "1 prefix p50/p99 ms",
             "withdraw p50/p99 ms",
             *[f"{k} at peer s" for k in native["bulk_s"]],
+            *[f"+1 on {k} p50/p99 ms" for k in held],
             "bgpd restart s",
             "RSS MB",
             "ratio p50",
             *[f"ratio {k}" for k in native["bulk_s"]],
+            *[f"ratio +1 on {k}" for k in held],
         )
     ]
     for result in results:
@@ -311,12 +360,20 @@ def format_table(results: list[PhaseResult]) -> str:
         a, w = s["announce_ms"], s["withdraw_ms"]
         ratio = [f"{a['p50'] / native['announce_ms']['p50']:.2f}x"]
         ratio += [f"{s['bulk_s'][k] / native['bulk_s'][k]:.2f}x" for k in native["bulk_s"]]
+        ratio += [
+            f"{s['held_announce_ms'][k]['p50'] / native['held_announce_ms'][k]['p50']:.2f}x"
+            for k in held
+        ]
         rows.append(
             (
                 s["name"],
                 f"{a['p50']}/{a['p99']}",
                 f"{w['p50']}/{w['p99']}",
                 *[str(s["bulk_s"].get(k, "-")) for k in native["bulk_s"]],
+                *[
+                    f"{s['held_announce_ms'][k]['p50']}/{s['held_announce_ms'][k]['p99']}"
+                    for k in held
+                ],
                 str(s["recovery_s"] if s["recovery_s"] is not None else "-"),
                 str(s["daemon_rss_mb"] if s["daemon_rss_mb"] is not None else "-"),
                 *ratio,
@@ -333,6 +390,7 @@ BENCH_DRIVERS = {
     "vtysh": ("vtysh", {}),
     "vtysh+import-check": ("vtysh", {"import-check": True}),
     "grpc": ("grpc", {}),
+    "grpc-static": ("grpc-static", {}),
 }
 
 
@@ -347,6 +405,7 @@ def run_bench(
     frr_sbin: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
     bulk_repeat: int = 7,
+    held: tuple[int, ...] = (),
 ) -> list[PhaseResult]:
     """Build the bench lab, measure native then every driver, tear it down."""
     import yaml
@@ -369,7 +428,16 @@ def run_bench(
 
         progress(f"native redistribution ({sbin})")
         results.append(
-            measure("native", record, writer, samples, list(bulk), restart, bulk_repeat=bulk_repeat)
+            measure(
+                "native",
+                record,
+                writer,
+                samples,
+                list(bulk),
+                restart,
+                bulk_repeat=bulk_repeat,
+                held=held,
+            )
         )
         for index, driver in enumerate(drivers, start=1):
             progress(f"frrctl daemon, {driver} driver")
@@ -387,6 +455,7 @@ def run_bench(
                         rss=functools.partial(process_rss_mb, daemon.pid),
                         offset=index * 1000,
                         bulk_repeat=bulk_repeat,
+                        held=held,
                     )
                 )
             finally:

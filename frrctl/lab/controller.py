@@ -38,7 +38,7 @@ def grpc_install() -> FrrInstall | None:
 
 def frr_sbin_for(drivers: tuple[str, ...]) -> Path:
     """The gRPC driver needs FRR built with the gRPC module; use it for every phase then."""
-    if "grpc" not in drivers:
+    if not any(d.startswith("grpc") for d in drivers):
         return netns.FRR_SBIN
     install = grpc_install()
     if install is None:
@@ -92,6 +92,8 @@ def switch_to_controller(
     fleet = parse_inventory(yaml.safe_load(inventory.read_text()))
     publish(fleet, lambda _host: lab.nsdir(hostname) / "etc", only=hostname)
     restart_daemon(lab, hostname, "bgpd")
+    if driver == "grpc-static":  # its routes live in staticd, which needs the gRPC module
+        restart_daemon(lab, hostname, "staticd")
     wait_established(lab, hostname, timeout)
     return start_daemon(lab, hostname, inventory)
 

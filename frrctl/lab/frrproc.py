@@ -25,6 +25,10 @@ def enabled_daemons(daemons_file: str) -> list[str]:
         name, sep, value = line.partition("=")
         if sep and value.strip() == "yes" and name.endswith("d") and "_" not in name:
             out.append(name.strip())
+    # FRR always runs staticd; the lab starts it where it matters: with the
+    # gRPC module (the grpc-static driver's routes)
+    if daemon_modules(daemons_file).get("staticd"):
+        out.append("staticd")
     return out
 
 
@@ -63,12 +67,13 @@ def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
     as watchfrr and `vtysh -b` would."""
     workdir = lab.nsdir(hostname)
     pidfile = workdir / "vty" / f"{daemon}.pid"
-    pid = int(pidfile.read_text().strip())
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    if pidfile.exists():  # else not running yet (staticd, switched to grpc-static)
+        pid = int(pidfile.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
     modules = daemon_modules((workdir / "etc" / "daemons").read_text())
     start_frr(
         lab.plan.host_ns(hostname),

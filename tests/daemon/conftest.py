@@ -29,7 +29,9 @@ import yaml
 
 from frrctl.frr.gate import Gate
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox, run
+from frrctl.frr.staticd import StaticLayout
 from frrctl.lab.netns import EXABGP, recorder_command, start_exabgp
+from frrctl.policy import STATIC_MIN_METRIC
 from frrctl.status import request
 
 HOST_ASN = 64512
@@ -69,11 +71,23 @@ def skip_reason() -> str | None:
 needs_lab = pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "")
 
 
+def static_lines() -> list[str]:
+    """grpc-static: the rendered pool lists and StaticLayout's route-maps."""
+    pools = [f"ip prefix-list cloud-pool-v4 seq {10 * i + 10} permit {p} ge 32"
+             for i, p in enumerate(POOLS_V4)]  # fmt: skip
+    pools += [f"ipv6 prefix-list cloud-pool-v6 seq {10 * i + 10} permit {p} ge 128"
+              for i, p in enumerate(POOLS_V6)]  # fmt: skip
+    return pools + StaticLayout().config_lines({4: "cloud-pool-v4", 6: "cloud-pool-v6"})
+
+
 def bgpd_config(driver: str) -> str:
     gate = "\n".join(Gate().config_lines()) if driver == "grpc" else ""
     red = {v: f"  redistribute kernel route-map {Gate().route_map(v)}" for v in (4, 6)}
     if driver == "native":  # FRR's own redistribution, no daemon: the baseline
         red = {4: "  redistribute kernel", 6: "  redistribute kernel"}
+    elif driver == "grpc-static":
+        gate = "\n".join(static_lines())
+        red = {v: f"  redistribute static route-map {StaticLayout().route_map(v)}" for v in (4, 6)}
     elif driver != "grpc":
         red = {4: "", 6: ""}
     return f"""frr defaults datacenter
@@ -250,15 +264,27 @@ class Lab:
     def ip(self, *args: str, check: bool = True) -> None:
         self.host.ns_exec(["ip", *args], check=check)
 
+    @property
+    def metric(self) -> list[str]:
+        """grpc-static: routes at the metric `frrctl instance plug` sets."""
+        return ["metric", str(STATIC_MIN_METRIC)] if self.driver == "grpc-static" else []
+
     def add_route(self, prefix: str, dev: str = "cloudbr0") -> None:
-        self.ip("route", "replace", prefix, "dev", dev)
+        self.ip("route", "replace", prefix, "dev", dev, *self.metric)
 
     def del_route(self, prefix: str, dev: str = "cloudbr0") -> None:
-        self.ip("route", "del", prefix, "dev", dev, check=False)
+        # with the metric: else the kernel may delete zebra's copy (grpc-static) first
+        self.ip("route", "del", prefix, "dev", dev, *self.metric, check=False)
 
     def batch(self, lines: list[str]) -> None:
         path = self.workdir / f"batch-{secrets.token_hex(3)}"
-        path.write_text("".join(f"{line}\n" for line in lines))
+        tail = " ".join(["", *self.metric])
+        path.write_text(
+            "".join(
+                f"{line}{tail if line.startswith(('route replace', 'route del')) else ''}\n"
+                for line in lines
+            )
+        )
         self.ip("-batch", str(path))
 
     # -- FRR -----------------------------------------------------------------
@@ -280,6 +306,10 @@ class Lab:
 
     def start_bgpd(self) -> None:
         self.host.start("bgpd", bgpd_config(self.driver), self.bgpd_args())
+
+    def start_staticd(self) -> None:
+        if self.driver == "grpc-static":
+            self.host.start("staticd", "hostname fg4-dhost\n", ("-M", f"grpc:{GRPC_PORT}"))
 
     def networks(self) -> str:
         return self.host.vtysh("show running-config")
@@ -386,7 +416,7 @@ def make_lab(
     FIB filter (`ip protocol bgp route-map fib-default-only`)."""
     tag = secrets.token_hex(3)
     install = FrrInstall.debian()
-    if driver == "grpc":
+    if driver in ("grpc", "grpc-static"):
         found = grpc_install()
         assert found is not None
         install = found
@@ -433,6 +463,7 @@ def make_lab(
             host.ns_exec(["ip", *cmd])
         host.start("zebra", lab.zebra_config)
         lab.start_bgpd()
+        lab.start_staticd()
         # ExaBGP in its own namespace
         lab.record.touch()
         xconf = workdir / "exabgp.conf"
@@ -456,6 +487,7 @@ def driver_params() -> list[Any]:
     return [
         "vtysh",
         pytest.param("grpc", marks=pytest.mark.skipif(bool(reason), reason=reason or "")),
+        pytest.param("grpc-static", marks=pytest.mark.skipif(bool(reason), reason=reason or "")),
     ]
 
 

@@ -306,8 +306,8 @@ def test_operator_state_applies_while_daemon_is_down(running: Lab) -> None:
 
 def test_grpc_port_closed_to_the_outside(running: Lab) -> None:
     lab = running
-    if lab.driver != "grpc":
-        pytest.skip("only the gRPC driver opens a gRPC port")
+    if lab.driver not in ("grpc", "grpc-static"):
+        pytest.skip("only the gRPC drivers open a gRPC port")
     # from the host itself: open (the daemon uses it)
     connect_in_netns(lab.host.name, "127.0.0.1", GRPC_PORT, timeout=5).close()
     # from the upstream side (the peer's namespace): dropped by the daemon's guard
@@ -357,3 +357,26 @@ def test_require_neighbor_follows_permanent_neighbours(neighbor_lab: Lab) -> Non
            "nud", "reachable")  # fmt: skip
     time.sleep(1.0)
     assert status_by_prefix(lab)["192.0.2.41/32"]["verdict"] == "no-permanent-neighbor"
+
+
+def test_grpc_static_refuses_a_metric_0_route_and_says_how_to_fix_it(running: Lab) -> None:
+    """Issue 11 2.3: the seed's `ip route add ... dev cloudbr0` (metric 0) would
+    outrank the driver's static route in zebra: refused, with the fix in status."""
+    lab = running
+    if lab.driver != "grpc-static":
+        pytest.skip("only the grpc-static driver needs the metric")
+    lab.ip("route", "add", "192.0.2.45/32", "dev", "cloudbr0")  # metric 0
+    wait(lambda: "192.0.2.45/32" in status_by_prefix(lab), what="verdict for 192.0.2.45")
+    item = status_by_prefix(lab)["192.0.2.45/32"]
+    assert item["verdict"] == "kernel-metric" and not item["in_frr"]
+    reason = str(item["reason"])
+    assert "metric 0 outranks" in reason and "metric 33554432" in reason
+    assert "frrctl instance plug" in reason
+    out = lab.cli("status").stdout
+    assert "192.0.2.45/32" in out and "frrctl instance plug" in out
+    never_announced(lab, ["192.0.2.45/32"])
+    lab.ip("route", "del", "192.0.2.45/32", "dev", "cloudbr0")
+    lab.add_route("192.0.2.45/32")  # the fix: metric 2 << 24
+    lab.wait_peer(lambda got: "192.0.2.45/32" in got)
+    lab.del_route("192.0.2.45/32")
+    lab.wait_peer(lambda got: "192.0.2.45/32" not in got)
