@@ -93,7 +93,7 @@ def _nlri(route: Any) -> str:
     return str(ipaddress.ip_network(str(text)))
 
 
-def learned_routes(routes: list[dict[str, Any]]) -> set[str]:
+def learned_routes(routes: list[dict[str, Any]], bridge: str = "cloudbr0") -> set[str]:
     """Destinations in a kernel table that came from a routing protocol."""
     out = set()
     for route in routes:
@@ -101,6 +101,8 @@ def learned_routes(routes: list[dict[str, Any]]) -> set[str]:
         protocol = route.get("protocol", "boot")
         if protocol in LOCAL_PROTOCOLS or route.get("type", "unicast") != "unicast":
             continue
+        if protocol == "static" and route.get("dev") == bridge:
+            continue  # zebra's copy of the host's own staticd route (grpc-static driver)
         dst = route.get("dst", "")
         out.add("default" if dst == "default" else str(ipaddress.ip_network(dst)))
     return out

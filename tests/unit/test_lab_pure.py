@@ -59,8 +59,11 @@ def test_learned_routes_ignore_connected_and_vm_routes() -> None:
         {"dst": "198.18.0.0/31", "protocol": "kernel"},
         {"dst": "198.18.200.0/24", "protocol": "bgp"},
         {"dst": "224.0.0.0/4", "type": "multicast", "protocol": "ospf"},
+        # zebra's copy of the grpc-static driver's own route; a static elsewhere counts
+        {"dst": "192.0.2.20", "dev": "cloudbr0", "protocol": "static", "metric": 20},
+        {"dst": "198.18.201.0/24", "dev": "eth0", "protocol": "static"},
     ]
-    assert learned_routes(routes) == {"default", "198.18.200.0/24"}
+    assert learned_routes(routes) == {"default", "198.18.200.0/24", "198.18.201.0/24"}
 
 
 def test_ospf_external_routes() -> None:
