@@ -130,6 +130,8 @@ def test_static_config_changes_ignore_the_daemons_own_statements() -> None:
     daemon = ["-address-family ipv4 unicast", "-no network 192.0.2.10/32", "-router bgp 65001"]
     assert static_config_changes(daemon, controller=True) == []
     assert static_config_changes(daemon, controller=False) == daemon
+    static = ["+no ip route 192.0.2.10/32 cloudbr0", "+no ipv6 route 2001:db8::10/128 cloudbr0"]
+    assert static_config_changes(static, controller=True) == []  # grpc-static's routes
     drift = [*daemon, "+neighbor 198.18.0.0 bfd"]
     assert static_config_changes(drift, controller=True) == [
         "-address-family ipv4 unicast",
