@@ -164,8 +164,12 @@ GUARDS = {
 
 
 def _routes(lab: runner.Lab, action: str) -> None:
+    # grpc-static: at the metric `frrctl instance plug` sets (a metric-0 route
+    # outranks the driver's static route, and the policy refuses it)
+    static = lab.plan.fleet.host("hv1").controller.driver == "grpc-static"
+    tail = " metric 33554432" if static and lab.plan.fleet.host("hv1").mode == "controller" else ""
     for host, sets in GUARDS.items():
-        lines = [f"route {action} {p} dev {dev}" for p, dev in sets["bad"] + sets["good"]]
+        lines = [f"route {action} {p} dev {dev}{tail}" for p, dev in sets["bad"] + sets["good"]]
         result = subprocess.run(
             ["ip", "-n", lab.plan.host_ns(host), "-batch", "-"],
             input="\n".join(lines) + "\n",
