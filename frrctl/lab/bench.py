@@ -141,6 +141,18 @@ class KernelWriter:
         self.proc.wait(timeout=30)
 
 
+def give_carrier(ns: str, bridge: str) -> None:
+    """A port with carrier on the bench's bridge, as a hypervisor with running VMs
+    has: on a bridge without one, zebra holds a static route to it inactive (the
+    grpc-static driver's routes would never be announced; kernel routes are)."""
+    for args in (
+        ["link", "add", "bench-port", "type", "veth", "peer", "name", "bench-port-p"],
+        ["link", "set", "bench-port", "master", bridge, "up"],
+        ["link", "set", "bench-port-p", "up"],
+    ):
+        subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
+
+
 def addresses(start: int, count: int) -> list[str]:
     base = int(BENCH_POOL4.network_address)
     return [f"{ipaddress.IPv4Address(base + start + i)}/32" for i in range(count)]
@@ -418,6 +430,7 @@ def run_bench(
     inventory.write_text(yaml.safe_dump(bench_inventory(), sort_keys=False))
     lab = runner.up(inventory, state_dir, wait=60, frr_sbin=sbin)
     results: list[PhaseResult] = []
+    give_carrier(lab.plan.host_ns(BENCH_HOST), lab.plan.fleet.fabric.bridge)
     writer = KernelWriter(lab.plan.host_ns(BENCH_HOST), lab.plan.fleet.fabric.bridge)
     try:
         record = PeerRecord(lab.record)
