@@ -4,6 +4,8 @@ runs the gRPC module, and nothing of the first gRPC driver's gate is left."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,26 @@ def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
 @pytest.mark.skipif(shutil.which("vtysh") is None, reason="needs FRR's vtysh")
 def test_frr_accepts_it() -> None:
     check_config(static_host_files()["frr.conf"], "static/frr.conf")
+
+
+def test_grpc_static_on_a_host_with_bgp_and_ospf_is_refused(tmp_path: Path) -> None:
+    """zebra would redistribute the static route instead of the kernel route
+    that ospfd redistributes: one line naming the key, exit 2, nothing written."""
+    import yaml
+
+    raw = yaml.safe_load(EDGE.read_text())
+    mixed = next(h for h in raw["hosts"] if h["hostname"] == "mixed")
+    mixed["mode"] = "controller"
+    mixed["controller"] = {**(mixed.get("controller") or {}), "driver": "grpc-static"}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "frrctl.cli", "render", "--inventory", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "controller.driver" in result.stderr and "grpc-static" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
