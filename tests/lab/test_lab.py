@@ -315,6 +315,21 @@ def test_migration_keeps_the_fabric_exact(lab: runner.Lab) -> None:
     assert report.ok, [c for c in report.checks if not c.ok]
 
 
+def test_real_guest_migrates_to_the_ospf_host_and_back(lab: runner.Lab) -> None:
+    """vm7 (QEMU) by libvirt live migration to hv3: verify exact over OSPFv2/OSPFv3 with a
+    real VM, in every mode; then back to hv1 (BGP)."""
+    from frrctl.lab.migrate import migrate
+
+    for to in ("hv3", "hv1"):
+        result = migrate(state.attach(lab.state_dir), "vm7", to)
+        print(json.dumps(result.as_dict()))
+        assert result.kind == "qemu" and result.destination == to
+        assert all(p.received > 0 for p in result.pings)
+        assert set(result.routes_at_upstream.values()) == {1}  # announced by one host only
+        report = collect(state.attach(lab.state_dir), pings=True, reload_test=False)
+        assert report.ok, [c for c in report.checks if not c.ok]
+
+
 def test_up_again_removes_leftovers_and_down_removes_everything(lab: runner.Lab) -> None:
     """A second `up` on the same state dir (a crashed run) replaces the first one."""
     if lab.plan.fleet.hosts[0].mode == "controller":
