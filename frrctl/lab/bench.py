@@ -455,7 +455,10 @@ def run_bench(
         for index, driver in enumerate(drivers, start=1):
             progress(f"frrctl daemon, {driver} driver")
             name, settings = BENCH_DRIVERS[driver]
-            daemon = controller.switch_to_controller(lab, BENCH_HOST, name, **settings)
+            # room above the largest set: "one more on a host holding N" must not
+            # meet the daemon's maximum (default 10,000), native has none
+            room = {"max-prefixes": max([*bulk, *held, 0]) + 1000}
+            daemon = controller.switch_to_controller(lab, BENCH_HOST, name, **room, **settings)
             try:
                 results.append(
                     measure(
