@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,7 +60,14 @@ def test_short_soak_keeps_safety_and_liveness(lab: Path) -> None:
     # the run leaves the lab as it found it: verify passes (no bursts, holds, drains)
     from frrctl.lab import state
 
-    report = collect(state.attach(lab), pings=False, reload_test=False)
+    # within the run's own bound: the reset's last step (a release, a restart) may still be
+    # propagating when the run returns
+    attached = state.attach(lab)
+    deadline = time.monotonic() + 45
+    while not (report := collect(attached, pings=False, reload_test=False)).ok:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert report.ok, [c.as_dict() for c in report.checks if not c.ok]
 
 

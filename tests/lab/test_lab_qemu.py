@@ -108,7 +108,8 @@ def migrate(lab: runner.Lab, to: str) -> dict[str, Any]:
     moments = data["qemu"]["moments_ms"]
     assert None not in moments.values(), moments  # every handover moment was logged
     # the source withdrew before the destination announced
-    assert moments["source unplugged"] < moments["destination plugged"]
+    # (moments are logged to 0.1 ms by two agents: equal means the same instant)
+    assert moments["source unplugged"] <= moments["destination plugged"]
     assert moments["destination resumed (RESUMED/MIGRATED)"] <= moments["destination plugged"]
     assert isinstance(data["qemu"]["downtime_ms"], int)
     return data
