@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,12 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
+def rpc_error(what: str, exc: grpc.RpcError, daemon: str = "bgpd") -> DriverError:
     """A clear DriverError (FrrUnavailable when worth retrying) for a failed RPC."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     name = code.name if code is not None else "UNKNOWN"
-    message = f"bgpd gRPC {what}: {name}: {details}"
+    message = f"{daemon} gRPC {what}: {name}: {details}"
     return FrrUnavailable(message) if code in _TRANSIENT else DriverError(message)
 
 
@@ -75,6 +76,61 @@ def _is_no_changes(exc: grpc.RpcError) -> bool:
 
 def _is_missing_path(exc: grpc.RpcError) -> bool:
     return exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "not found" in str(exc.details())
+
+
+def transaction(
+    stub: Any,
+    pb: Any,
+    update: Iterable[tuple[str, str]],
+    delete: Iterable[str],
+    comment: str,
+    edit_chunk: int,
+    rpc_timeout: float,
+    commit_timeout: float,
+    daemon: str = "bgpd",
+) -> int | None:
+    """One northbound transaction: candidate, edits in chunks, Commit(ALL), and the
+    candidate deleted whatever happened. FRR's transaction id, None for "no changes"."""
+    try:
+        candidate = stub.CreateCandidate(
+            pb.CreateCandidateRequest(), timeout=rpc_timeout
+        ).candidate_id
+    except grpc.RpcError as exc:
+        raise rpc_error("CreateCandidate", exc, daemon) from exc
+    try:
+        updates = [pb.PathValue(path=p, value=v) for p, v in update]
+        deletes = [pb.PathValue(path=p) for p in delete]
+        step = edit_chunk
+        for i in range(0, max(len(updates), len(deletes)), step):
+            stub.EditCandidate(
+                pb.EditCandidateRequest(
+                    candidate_id=candidate,
+                    update=updates[i : i + step],
+                    delete=deletes[i : i + step],
+                ),
+                timeout=rpc_timeout,
+            )
+        try:
+            reply = stub.Commit(
+                pb.CommitRequest(
+                    candidate_id=candidate, phase=pb.CommitRequest.ALL, comment=comment
+                ),
+                timeout=commit_timeout,
+            )
+        except grpc.RpcError as exc:
+            if _is_no_changes(exc):
+                return None  # running already equals the candidate
+            raise
+        return int(reply.transaction_id)
+    except grpc.RpcError as exc:
+        raise rpc_error("commit", exc, daemon) from exc
+    finally:
+        try:
+            stub.DeleteCandidate(
+                pb.DeleteCandidateRequest(candidate_id=candidate), timeout=rpc_timeout
+            )
+        except grpc.RpcError as exc:  # the daemon restarted: the candidate died with it
+            log.debug("DeleteCandidate %s: %s", candidate, exc)
 
 
 @dataclass
@@ -217,44 +273,7 @@ class GrpcDriver(AnnounceDriver):
 
     def commit(self, edit: Edit, comment: str = "frrctl") -> int | None:
         """One transaction; returns FRR's transaction id, None for "no changes"."""
-        stub, pb = self._northbound(), self._pb
-        try:
-            candidate = stub.CreateCandidate(
-                pb.CreateCandidateRequest(), timeout=self.rpc_timeout
-            ).candidate_id
-        except grpc.RpcError as exc:
-            raise rpc_error("CreateCandidate", exc) from exc
-        try:
-            updates = [pb.PathValue(path=p, value=v) for p, v in edit.update]
-            deletes = [pb.PathValue(path=p) for p in edit.delete]
-            step = self.edit_chunk
-            for i in range(0, max(len(updates), len(deletes)), step):
-                stub.EditCandidate(
-                    pb.EditCandidateRequest(
-                        candidate_id=candidate,
-                        update=updates[i : i + step],
-                        delete=deletes[i : i + step],
-                    ),
-                    timeout=self.rpc_timeout,
-                )
-            try:
-                reply = stub.Commit(
-                    pb.CommitRequest(
-                        candidate_id=candidate, phase=pb.CommitRequest.ALL, comment=comment
-                    ),
-                    timeout=self.commit_timeout,
-                )
-            except grpc.RpcError as exc:
-                if _is_no_changes(exc):
-                    return None  # running already equals the candidate
-                raise
-            return int(reply.transaction_id)
-        except grpc.RpcError as exc:
-            raise rpc_error("commit", exc) from exc
-        finally:
-            try:
-                stub.DeleteCandidate(
-                    pb.DeleteCandidateRequest(candidate_id=candidate), timeout=self.rpc_timeout
-                )
-            except grpc.RpcError as exc:  # e.g. bgpd restarted: the candidate died with it
-                log.debug("DeleteCandidate %s: %s", candidate, exc)
+        return transaction(
+            self._northbound(), self._pb, edit.update, edit.delete, comment,
+            self.edit_chunk, self.rpc_timeout, self.commit_timeout,
+        )  # fmt: skip

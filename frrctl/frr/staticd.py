@@ -38,7 +38,9 @@ from typing import Any
 import grpc
 
 from frrctl.frr import _proto
-from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, RetryPolicy, TableCheck
+from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
+from frrctl.frr.grpc import rpc_error as grpc_rpc_error
+from frrctl.frr.grpc import transaction
 from frrctl.frr.vty import VtyClient
 from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
 from frrctl.policy import Plan, parse_prefix, prefix_key
@@ -59,12 +61,6 @@ _AFI_SAFI = {4: "frr-routing:ipv4-unicast", 6: "frr-routing:ipv6-unicast"}
 _MATCH = {4: "ip", 6: "ipv6"}
 _PATH = "path-list[table-id='0'][distance='1']"
 
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.CANCELLED,
-}
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
     ("grpc.max_send_message_length", 256 << 20),
@@ -170,10 +166,7 @@ def parse_routes(data: Mapping[str, Any], layout: StaticLayout) -> dict[IPNetwor
 
 
 def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    message = f"staticd gRPC {what}: {code.name if code else 'UNKNOWN'}: {details}"
-    return FrrUnavailable(message) if code in _TRANSIENT else DriverError(message)
+    return grpc_rpc_error(what, exc, "staticd")
 
 
 @dataclass
@@ -269,44 +262,7 @@ class StaticdDriver(AnnounceDriver):
 
     def commit(self, edit: StaticEdit, comment: str = "frrctl") -> int | None:
         """One transaction; FRR's transaction id, None for "no changes"."""
-        stub, pb = self._northbound(), self._pb
-        try:
-            candidate = stub.CreateCandidate(
-                pb.CreateCandidateRequest(), timeout=self.rpc_timeout
-            ).candidate_id
-        except grpc.RpcError as exc:
-            raise rpc_error("CreateCandidate", exc) from exc
-        try:
-            updates = [pb.PathValue(path=p, value=v) for p, v in edit.update]
-            deletes = [pb.PathValue(path=p) for p in edit.delete]
-            step = self.edit_chunk
-            for i in range(0, max(len(updates), len(deletes)), step):
-                stub.EditCandidate(
-                    pb.EditCandidateRequest(
-                        candidate_id=candidate,
-                        update=updates[i : i + step],
-                        delete=deletes[i : i + step],
-                    ),
-                    timeout=self.rpc_timeout,
-                )
-            try:
-                reply = stub.Commit(
-                    pb.CommitRequest(
-                        candidate_id=candidate, phase=pb.CommitRequest.ALL, comment=comment
-                    ),
-                    timeout=self.commit_timeout,
-                )
-            except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.ABORTED:
-                    return None  # running already equals the candidate
-                raise
-            return int(reply.transaction_id)
-        except grpc.RpcError as exc:
-            raise rpc_error("commit", exc) from exc
-        finally:
-            try:
-                stub.DeleteCandidate(
-                    pb.DeleteCandidateRequest(candidate_id=candidate), timeout=self.rpc_timeout
-                )
-            except grpc.RpcError as exc:  # staticd restarted: the candidate died with it
-                log.debug("DeleteCandidate %s: %s", candidate, exc)
+        return transaction(
+            self._northbound(), self._pb, edit.update, edit.delete, comment,
+            self.edit_chunk, self.rpc_timeout, self.commit_timeout, daemon="staticd",
+        )  # fmt: skip
