@@ -72,6 +72,9 @@ from frrctl.status import (
 )
 from frrctl.watch import KernelSnapshot, NetlinkWatcher
 
+# Seconds between two repairs of the same neighbour's lost BFD session.
+BFD_REPAIR_RETRY = 10.0
+
 log = logging.getLogger("frrctl.daemon")
 
 MONITORED = ("zebra", "bgpd", "ospfd", "ospf6d")
@@ -771,7 +774,11 @@ class Daemon:
         confirmed = lost & self.bfd_suspect
         self.bfd_suspect = lost
         self.bfd_lost = confirmed
-        due = sorted(a for a in confirmed if now - self.bfd_fixed_at.get(a, -1e9) >= 30)
+        # A repair made while bgpd is still reconnecting to zebra is lost too:
+        # try again soon, not only once.
+        due = sorted(
+            a for a in confirmed if now - self.bfd_fixed_at.get(a, -1e9) >= BFD_REPAIR_RETRY
+        )
         if not due:
             return
         self.metrics.errors.labels("bfd-session-lost").inc(len(due))
