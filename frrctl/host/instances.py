@@ -15,6 +15,14 @@ The record (SQLite, state dir) is committed last, under the write lock that
 serialises concurrent plugs. Re-plugging the same data changes nothing (it
 repairs what drifted); re-plugging with other data moves the instance to it.
 Unplug removes exactly what plug recorded (routes first, then neighbours).
+
+Prepare does the port part alone (port settings, fdb, guard) and records the
+instance as prepared: nothing is routed, so nothing is announced. Plugging a
+prepared instance with the same data then costs one netlink batch (every
+neighbour, then every route) and one UPDATE of the record: what a live
+migration's destination does between its guest resuming and the announcement.
+It trusts what prepare checked and set up (the agent's resync checks drift);
+if the batch fails it falls back to the full plug.
 """
 
 from __future__ import annotations
@@ -42,7 +50,16 @@ from frrctl.host.netlink import (
 )
 from frrctl.host.nft import FAMILY as NFT_FAMILY
 from frrctl.host.nft import TABLE as NFT_TABLE
-from frrctl.host.nft import Nft, chain_name, plug_script, port_rules, rules_hash, unplug_script
+from frrctl.host.nft import (
+    Nft,
+    PortTable,
+    chain_matches,
+    chain_name,
+    plug_script,
+    port_rules,
+    rules_hash,
+    unplug_script,
+)
 from frrctl.host.state import Instance, StateStore
 from frrctl.host.validate import eui64_link_local
 from frrctl.policy import FRR_PROTOCOLS
@@ -91,12 +108,8 @@ def plan_plug(
     `routes[a]`: a correct host route on the bridge exists; `neighs[a]`: the
     current neighbour entry (mac, state) on the bridge, or None.
     """
-    ops: list[Op] = []
+    ops: list[Op] = _withdraw(ifindex, removed, routes, neighs)
     repaired: list[str] = []
-    for addr in removed:
-        ops.append(Op("route", "del", addr, ifindex))
-    for addr in removed:
-        ops.append(Op("neigh", "del", addr, ifindex))
     for addr in addresses:
         cur = neighs.get(addr)
         if cur is None or cur[0] != mac or not cur[1] & NUD_PERMANENT:
@@ -107,6 +120,38 @@ def plan_plug(
         if not routes.get(addr):
             ops.append(Op("route", "set", addr, ifindex))
     return ops, repaired
+
+
+def _withdraw(
+    ifindex: int,
+    addrs: Sequence[IPAddress],
+    routes: dict[IPAddress, bool],
+    neighs: dict[IPAddress, tuple[str | None, int] | None],
+) -> list[Op]:
+    """Routes first, then neighbours: only what is there (a delete of nothing fails)."""
+    ops = [Op("route", "del", a, ifindex) for a in addrs if routes.get(a)]
+    return ops + [Op("neigh", "del", a, ifindex) for a in addrs if neighs.get(a) is not None]
+
+
+def plan_prepare(
+    ifindex: int,
+    addresses: Sequence[IPAddress],
+    removed: Sequence[IPAddress],
+    announced: Sequence[IPAddress],
+    routes: dict[IPAddress, bool],
+    neighs: dict[IPAddress, tuple[str | None, int] | None],
+) -> list[Op]:
+    """Ops that leave nothing routed for the instance: what `announced` (its addresses
+    while it was plugged) still routes, and what `removed` had. Its port is set apart."""
+    gone = [a for a in (*removed, *addresses) if a in announced or a in removed]
+    return _withdraw(ifindex, list(dict.fromkeys(gone)), routes, neighs)
+
+
+def resume_ops(ifindex: int, mac: str, addresses: Sequence[IPAddress]) -> list[Op]:
+    """A prepared instance's plug: every neighbour, then every route (one batch)."""
+    return [Op("neigh", "set", a, ifindex, mac=mac) for a in addresses] + [
+        Op("route", "set", a, ifindex) for a in addresses
+    ]
 
 
 def inverse(op: Op, before_neigh: tuple[str | None, int] | None, route_before: bool) -> Op | None:
@@ -195,6 +240,67 @@ class Host:
         link_locals: tuple[IPAddress, ...] | None = None,
         any_link_local: bool = False,
     ) -> PlugResult:
+        lls = tuple(link_locals) if link_locals else (eui64_link_local(mac),)
+        if port is not None:
+            with self.store.transaction():
+                old = self.store.get(name)
+                if (
+                    old is not None
+                    and old.prepared
+                    and old.same_data(Instance(name, self.bridge, mac, addresses, port))
+                    and old.port_setup.get("link_locals") == [str(a) for a in lls]
+                    and bool(old.port_setup.get("any_link_local")) == any_link_local
+                ):
+                    done = self._resume(old)
+                    if done is not None:
+                        return done
+        return self._bring(name, mac, addresses, port, lls, any_link_local, prepare=False)
+
+    def prepare(
+        self,
+        name: str,
+        mac: str,
+        addresses: tuple[IPAddress, ...],
+        port: str,
+        link_locals: tuple[IPAddress, ...] | None = None,
+        any_link_local: bool = False,
+    ) -> PlugResult:
+        """Everything of plug that announces nothing: port, guard, the record (prepared).
+
+        What it had routed (a plugged instance prepared again) is withdrawn.
+        """
+        lls = tuple(link_locals) if link_locals else (eui64_link_local(mac),)
+        return self._bring(name, mac, addresses, port, lls, any_link_local, prepare=True)
+
+    def _resume(self, old: Instance) -> PlugResult | None:
+        """Plug a prepared instance (in the caller's transaction); None: do the full plug."""
+        br = self.bridge_link(cached=True)
+        ops = resume_ops(br.index, old.mac, old.addresses)
+        try:
+            self.nl.apply(ops)
+            self.store.mark_plugged(old.name, time.time())
+        except BaseException as exc:
+            undo = [Op(o.kind, "del", o.addr, o.ifindex) for o in reversed(ops)]
+            with contextlib.suppress(BatchError):
+                self.nl.apply(undo, ignore_missing=True)
+            if isinstance(exc, BatchError):
+                self._bridge_link = None
+                return None  # the bridge or something else moved: look at everything
+            raise
+        plen = {4: 32, 6: 128}
+        added = [f"{a}/{plen[a.version]}" for a in old.addresses]
+        return PlugResult(old.name, True, added, port=old.port)
+
+    def _bring(
+        self,
+        name: str,
+        mac: str,
+        addresses: tuple[IPAddress, ...],
+        port: str | None,
+        lls: tuple[IPAddress, ...],
+        any_link_local: bool,
+        prepare: bool,
+    ) -> PlugResult:
         br = self.bridge_link()
         port_link: LinkInfo | None = None
         if port is not None:
@@ -205,7 +311,6 @@ class Host:
                 raise FrrctlError(f"port {port} does not exist")
             if port_link.master not in (None, br.index):
                 raise FrrctlError(f"port {port} is enslaved to another device")
-        lls = tuple(link_locals) if link_locals else (eui64_link_local(mac),)
 
         store = self.store
         with store.transaction():
@@ -223,7 +328,8 @@ class Host:
                     f"instance {name} is plugged on bridge {old.bridge}: unplug it there first"
                 )
             removed = tuple(a for a in (old.addresses if old else ()) if a not in addresses)
-            own_before = set(old.addresses) if old else set()
+            # what the record routes now (a prepared instance routes nothing)
+            own_before = set(old.addresses) if old and not old.prepared else set()
 
             routes: dict[IPAddress, bool] = {}
             neighs: dict[IPAddress, tuple[str | None, int] | None] = {}
@@ -245,11 +351,21 @@ class Host:
                         f"{addr} has a permanent neighbour entry with MAC {n.mac} on "
                         f"{self.bridge} that frrctl did not record; remove it first"
                     )
-            ops, repaired = plan_plug(br.index, mac, addresses, removed, routes, neighs)
+            if prepare:
+                ops = plan_prepare(br.index, addresses, removed, tuple(own_before), routes, neighs)
+                repaired: list[str] = []
+            else:
+                ops, repaired = plan_plug(br.index, mac, addresses, removed, routes, neighs)
 
             new = Instance(name, self.bridge, mac, addresses, port)
             port_ops = self._port_plan(new, old, port_link, br, lls, any_link_local)
-            if old is not None and old.same_data(new) and not ops and not port_ops["needed"]:
+            if (
+                old is not None
+                and old.same_data(new)
+                and old.prepared == prepare
+                and not ops
+                and not port_ops["needed"]
+            ):
                 return PlugResult(name, changed=False, port=port)
 
             undo: list[Op] = []
@@ -266,7 +382,7 @@ class Host:
                 self.nl.apply(ops)
                 inst = Instance(
                     name, self.bridge, mac, addresses, port,
-                    port_setup=port_setup, plugged_at=time.time(),
+                    port_setup=port_setup, plugged_at=time.time(), prepared=prepare,
                 )  # fmt: skip
                 store.put(inst)
             except BaseException as exc:
@@ -277,10 +393,12 @@ class Host:
                     raise FrrctlError(f"plug {name} failed, nothing changed: {exc}") from None
                 raise
         plen = {4: 32, 6: 128}
-        added = [f"{a}/{plen[a.version]}" for a in addresses if a not in own_before]
-        gone = [f"{a}/{plen[a.version]}" for a in removed]
+        added = [] if prepare else [f"{a}/{plen[a.version]}" for a in addresses
+                                    if a not in own_before]  # fmt: skip
+        withdrawn = [a for a in addresses if a in own_before] if prepare else []
+        gone = [f"{a}/{plen[a.version]}" for a in (*removed, *withdrawn)]
         fixed = repaired + [
-            f"route {a}" for a in addresses if a in own_before and not routes.get(a)
+            f"route {a}" for a in addresses if a in own_before and not routes.get(a) and not prepare
         ]
         return PlugResult(name, True, added, gone, fixed + port_ops["repairs"], port)
 
@@ -316,16 +434,19 @@ class Host:
         if port_link is None or new.port is None:
             return plan
         rules = port_rules(new.mac, new.addresses, lls, any_ll)
-        digest = rules_hash(rules, new.port)
-        table = self.nft.instance_view(new.name)
         chain = chain_name(new.name)
+        table: PortTable | None = None
+        nft_ok = False
+        if old is not None and old.port == new.port:
+            # the record says the guard is there: one `nft list chain` confirms it
+            mine = self.nft.chain_view(new.name)
+            nft_ok = chain_matches(mine, chain, new.port, rules)
+            table = mine if nft_ok else None
+        if table is None:  # to write it: every chain, as another one may hook the port
+            table = self.nft.instance_view(new.name)
+            nft_ok = chain_matches(table, chain, new.port, rules)
         plan.update(rules=rules, table=table, chain=chain, link=port_link,
                     lls=[str(a) for a in lls], any_ll=any_ll)  # fmt: skip
-        nft_ok = (
-            table.chains.get(chain) == f"frrctl {digest}"
-            and table.bound(chain, new.port)
-            and table.rule_counts.get(chain, 0) == len(rules)
-        )
         enslave = port_link.master != br.index
         flags = {} if enslave else self._brport(port_link)
         flags_needed = {k: v for k, v in PORT_FLAGS.items() if flags.get(k) != v}
@@ -471,8 +592,9 @@ class Host:
             br = self.nl.link(inst.bridge)
             if br is not None:
                 ops: list[Op] = []
+                found_routes, found_neighs = self.nl.lookup(inst.addresses, br.index)
                 for addr in inst.addresses:
-                    route = self.nl.fib_match(addr)
+                    route = found_routes[addr]
                     if (
                         route is not None
                         and route.dst.prefixlen == addr.max_prefixlen
@@ -480,7 +602,7 @@ class Host:
                     ):
                         ops.append(Op("route", "del", addr, br.index))
                 for addr in inst.addresses:
-                    neigh = self.nl.neigh_get(addr, br.index)
+                    neigh = found_neighs[addr]
                     if neigh is not None and neigh.mac == inst.mac:
                         ops.append(Op("neigh", "del", addr, br.index))
                 try:
@@ -533,10 +655,13 @@ class Host:
                 tuple(ipaddress.IPv6Address(str(a)) for a in raw) if isinstance(raw, list) else None
             )
             try:
-                res = self.plug(
-                    inst.name, inst.mac, inst.addresses, inst.port, link_locals=lls or None,
-                    any_link_local=bool(inst.port_setup.get("any_link_local")),
-                )  # fmt: skip
+                any_ll = bool(inst.port_setup.get("any_link_local"))
+                if inst.prepared and inst.port:  # stays unannounced until its guest resumes
+                    res = self.prepare(inst.name, inst.mac, inst.addresses, inst.port,
+                                       link_locals=lls or None, any_link_local=any_ll)  # fmt: skip
+                else:
+                    res = self.plug(inst.name, inst.mac, inst.addresses, inst.port,
+                                    link_locals=lls or None, any_link_local=any_ll)  # fmt: skip
                 out.append(res.to_json())
             except FrrctlError as exc:
                 out.append({"name": inst.name, "error": str(exc)})
@@ -558,6 +683,10 @@ class Host:
             for addr in inst.addresses:
                 recorded.add(addr)
                 if br is None:
+                    continue
+                if inst.prepared:  # nothing may be routed yet
+                    if addr in routes and routes[addr].proto == RTPROT_BOOT:
+                        drift.append({"address": str(addr), "problem": "routed while prepared"})
                     continue
                 if addr not in routes:
                     drift.append({"address": str(addr), "problem": "route missing"})

@@ -272,6 +272,15 @@ class PortTable:
         return self.devices.get(chain) == port
 
 
+def chain_matches(table: PortTable, chain: str, port: str, rules: Sequence[str]) -> bool:
+    """The chain carries the digest of `rules` on `port`, is bound to it, has every rule."""
+    return (
+        table.chains.get(chain) == f"frrctl {rules_hash(rules, port)}"
+        and table.bound(chain, port)
+        and table.rule_counts.get(chain, 0) == len(rules)
+    )
+
+
 def parse_table(text: str) -> PortTable:
     """`nft list chains|table|chain` text -> the `netdev frrctl` part (pure).
 
@@ -349,6 +358,14 @@ class Nft:
             mine = parse_table(self._text("chain", FAMILY, TABLE, chain))
             table.rule_counts[chain] = mine.rule_counts.get(chain, 0)
         return table
+
+    def chain_view(self, instance: str) -> PortTable:
+        """One `nft list chain`: the instance's chain alone (empty if it is not there).
+
+        The cheap check of a re-plug whose record says the guard is in place;
+        when it does not match, the caller reads the whole view (`instance_view`).
+        """
+        return parse_table(self._text("chain", FAMILY, TABLE, chain_name(instance)))
 
     def port_table(self) -> PortTable:
         return parse_table(self._text("table", FAMILY, TABLE))

@@ -4,6 +4,9 @@ The record survives restarts of the host tooling (the kernel state does not
 survive a reboot; the record lets `instance list` show what is missing). The
 address column is a primary key: one address can never belong to two
 instances, even when two plugs race (`BEGIN IMMEDIATE` serialises writers).
+An instance is either plugged (routes, neighbours and port) or only prepared
+(port and guard ready, nothing routed: a guest arriving by migration, paused
+until it resumes here); a prepared instance still holds its addresses.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ CREATE TABLE IF NOT EXISTS instance (
     mac TEXT NOT NULL,
     port TEXT,
     port_setup TEXT NOT NULL DEFAULT '{}',
-    plugged_at REAL NOT NULL
+    plugged_at REAL NOT NULL,
+    prepared INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS address (
     address TEXT PRIMARY KEY,
@@ -48,6 +52,8 @@ class Instance:
     # What plug changed on the port, so that unplug undoes exactly that.
     port_setup: dict[str, object] = field(default_factory=dict, compare=False)
     plugged_at: float = field(default=0.0, compare=False)
+    # port and guard ready, no route or neighbour yet (announced once plugged)
+    prepared: bool = field(default=False, compare=False)
 
     def same_data(self, other: Instance) -> bool:
         return (self.bridge, self.mac, self.addresses, self.port) == (
@@ -61,6 +67,7 @@ class Instance:
             "mac": self.mac,
             "addresses": [str(a) for a in self.addresses],
             "port": self.port,
+            "state": "prepared" if self.prepared else "plugged",
         }
 
 
@@ -80,17 +87,21 @@ class StateStore(SqliteStore):
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(instance)")}
+        if "prepared" not in columns:  # a record written before prepared instances
+            self.db.execute("ALTER TABLE instance ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0")
 
     def get(self, name: str) -> Instance | None:
         row = self.db.execute(
-            "SELECT name, bridge, mac, port, port_setup, plugged_at FROM instance WHERE name = ?",
+            "SELECT name, bridge, mac, port, port_setup, plugged_at, prepared FROM instance "
+            "WHERE name = ?",
             (name,),
         ).fetchone()
         return self._instance(row) if row else None
 
     def all(self, bridge: str | None = None) -> list[Instance]:
         rows = self.db.execute(
-            "SELECT name, bridge, mac, port, port_setup, plugged_at FROM instance "
+            "SELECT name, bridge, mac, port, port_setup, plugged_at, prepared FROM instance "
             "WHERE ? IS NULL OR bridge = ? ORDER BY name",
             (bridge, bridge),
         ).fetchall()
@@ -115,10 +126,10 @@ class StateStore(SqliteStore):
     def put(self, inst: Instance) -> None:
         self.db.execute("DELETE FROM address WHERE instance = ?", (inst.name,))
         self.db.execute(
-            "INSERT INTO instance (name, bridge, mac, port, port_setup, plugged_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET bridge = excluded.bridge,"
+            "INSERT INTO instance (name, bridge, mac, port, port_setup, plugged_at, prepared) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET bridge = excluded.bridge,"
             " mac = excluded.mac, port = excluded.port, port_setup = excluded.port_setup,"
-            " plugged_at = excluded.plugged_at",
+            " plugged_at = excluded.plugged_at, prepared = excluded.prepared",
             (
                 inst.name,
                 inst.bridge,
@@ -126,11 +137,18 @@ class StateStore(SqliteStore):
                 inst.port,
                 json.dumps(inst.port_setup, sort_keys=True),
                 inst.plugged_at or time.time(),
+                int(inst.prepared),
             ),
         )
         self.db.executemany(
             "INSERT INTO address (address, version, instance) VALUES (?, ?, ?)",
             [(str(a), a.version, inst.name) for a in inst.addresses],
+        )
+
+    def mark_plugged(self, name: str, at: float) -> None:
+        """A prepared instance is now plugged (its data unchanged): one UPDATE."""
+        self.db.execute(
+            "UPDATE instance SET prepared = 0, plugged_at = ? WHERE name = ?", (at, name)
         )
 
     def delete(self, name: str) -> None:
@@ -150,4 +168,5 @@ class StateStore(SqliteStore):
             port=str(row[3]) if row[3] is not None else None,
             port_setup=json.loads(str(row[4]) or "{}"),
             plugged_at=float(row[5]),  # type: ignore[arg-type]
+            prepared=bool(row[6]),
         )
