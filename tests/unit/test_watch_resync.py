@@ -7,7 +7,6 @@ import ipaddress
 from typing import Any
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
 from pyroute2.netlink.rtnl import (
     RTM_DELLINK,
     RTM_DELROUTE,
@@ -25,6 +24,7 @@ from frrctl.watch import (
     NLM_F_REPLACE,
     NUD_PERMANENT,
     KernelView,
+    NetlinkDumpInterrupted,
     NetlinkWatcher,
     Resync,
 )
