@@ -374,19 +374,6 @@ class Host(HostSettings):
                     f"key 'uplinks[{index}].bgp.remote-as': BGP on {uplink.interface} needs "
                     "remote-as (on the uplink, the host or in defaults)"
                 )
-        if (
-            self.mode == "controller"
-            and self.controller.driver == "grpc-static"
-            and self.runs_bgp
-            and (self.runs_ospf or self.runs_ospf6)
-        ):
-            # zebra redistributes only the selected route of a prefix: once the
-            # driver's static route wins, ospfd's `redistribute kernel` loses it
-            raise ValueError(
-                "key 'controller.driver': grpc-static makes zebra select a static route "
-                "over the VM's kernel route, which OSPF redistributes: on a host with BGP "
-                "and OSPF use driver vtysh or grpc"
-            )
         self._check_uplinks_apart()
         return self
 

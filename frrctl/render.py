@@ -106,8 +106,10 @@ def route_map_lines(bridge: str) -> list[str]:
 
 def ospf_admission_lines(host: Host) -> list[str]:
     """Controller mode: the OSPF daemons start with admission closed (see
-    frrctl.frr.ospf); `frrctl daemon` opens it or admits what it allows."""
-    if host.mode != "controller":
+    frrctl.frr.ospf); `frrctl daemon` opens it or admits what it allows. Not
+    with the staticd driver: OSPF redistributes its routes, and a route the
+    daemon refuses is never one (nothing to gate)."""
+    if host.mode != "controller" or static_layout(host) is not None:
         return []
     lines: list[str] = []
     for version, runs in ((4, host.runs_ospf), (6, host.runs_ospf6)):
@@ -267,6 +269,16 @@ def static_layout(host: Host, bridge: str = "cloudbr0") -> StaticLayout | None:
     return None
 
 
+def ospf_redistribute(host: Host, bridge: str = "cloudbr0") -> dict[int, str]:
+    """What ospfd (4) and ospf6d (6) redistribute: the staticd driver's routes
+    through its route-maps (one mechanism for BGP and both OSPFs, no gate), or
+    kernel routes through only-cloud (redistribute mode, vtysh driver)."""
+    static = static_layout(host, bridge)
+    if static is not None:
+        return {v: f"static route-map {static.route_map(v)}" for v in (4, 6)}
+    return {v: f"kernel route-map {ROUTE_MAP[v]}" for v in (4, 6)}
+
+
 def ospf_areas(host: Host, version: int) -> list[str]:
     areas = {
         (u.ospf if version == 2 else u.ospf6).area  # type: ignore[union-attr]
@@ -338,10 +350,12 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "route_maps": route_map_lines(fabric.bridge),
         "ospf_admission": ospf_admission_lines(host),
         # controller mode: the daemon's OSPF gate changes apply after this delay
-        "ospf_update_ms": ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" else None,
-        "route_map": ROUTE_MAP,
+        "ospf_update_ms": (
+            ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" and not static else None
+        ),
+        "ospf_redistribute": ospf_redistribute(host, fabric.bridge),
         "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
-        "static_lines": static.config_lines(POOL_LIST) if static and host.runs_bgp else [],
+        "static_lines": static.config_lines(POOL_LIST, bgp=host.runs_bgp) if static else [],
         "staticd_grpc_port": host.controller.grpc_port if static else None,
         "fib_filter": fib_filter_lines(host),
         "interfaces": interface_sections(host),

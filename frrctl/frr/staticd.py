@@ -17,6 +17,18 @@ policy refuses others with the fix, see policy.STATIC_MIN_METRIC). zebra then
 installs its own copy in the kernel (proto static, metric 20) next to it; the
 watcher ignores FRR's routes on the bridge.
 
+OSPF (FRR 8.4.4 source, measured in tests/frr/test_staticd_ospf.py): ospfd
+and ospf6d `redistribute static route-map <the same route-maps>`. A new
+redistributed route is judged against the route-map and originated at once,
+in ospfd (ospf_zebra_read_route -> ospf_redistribute_check ->
+ospf_external_lsa_originate) and in ospf6d (ospf6_asbr_redistribute_add ->
+route_map_apply -> ospf6_handle_external_lsa_origination); only a route-map
+*change* waits (ospfd: the distribute-list update delay; ospf6d:
+OSPF_MIN_LS_INTERVAL, a fixed 5 s, in ospf6_asbr_distribute_list_update). So
+every refusal (hold, drain, the maximum, require-neighbor) is a route that is
+not in staticd: nothing reaches an LSDB, not even for a moment, and no
+admission gate is needed.
+
 Per batch: one candidate, EditCandidate calls, one Commit(ALL). FRR's
 northbound copies, diffs and validates the whole configuration on every
 commit (lib/northbound.c: nb_candidate_commit_prepare -> nb_config_diff and
@@ -43,7 +55,7 @@ from frrctl.frr.grpc import rpc_error as grpc_rpc_error
 from frrctl.frr.grpc import transaction
 from frrctl.frr.vty import VtyClient
 from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
-from frrctl.policy import Plan, parse_prefix, prefix_key
+from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix, prefix_key
 from frrctl.pools import IPNetwork
 
 log = logging.getLogger(__name__)
@@ -104,10 +116,13 @@ class StaticLayout:
     def tag_xpath(self, prefix: IPNetwork) -> str:
         return f"{self.route_xpath(prefix)}/{_PATH}/tag"
 
-    def config_lines(self, pool_lists: Mapping[int, str]) -> list[str]:
-        """bgpd's route-maps for `redistribute static route-map <route_map(v)>`:
-        only host routes on the bridge inside the pools (a second guard behind
-        the daemon's policy); the drain tag adds GRACEFUL_SHUTDOWN."""
+    def config_lines(self, pool_lists: Mapping[int, str], bgp: bool = True) -> list[str]:
+        """The route-maps of `redistribute static route-map <route_map(v)>` in
+        bgpd, ospfd and ospf6d alike: only host routes on the bridge inside the
+        pools (a second guard behind the daemon's policy). With BGP the drain
+        tag adds GRACEFUL_SHUTDOWN (bgpd only: the OSPF daemons have no such
+        community and pass tagged routes unchanged, so a graceful drain keeps
+        OSPF announcing)."""
         lines: list[str] = []
         for version in (4, 6):
             name, match = self.route_map(version), _MATCH[version]
@@ -115,8 +130,9 @@ class StaticLayout:
                 f" match interface {self.bridge}",
                 f" match {match} address prefix-list {pool_lists[version]}",
             ]
-            lines += [f"route-map {name} permit 10", *guard, f" match tag {GSHUT_TAG}",
-                      " set community graceful-shutdown additive", "exit", "!"]  # fmt: skip
+            if bgp:
+                lines += [f"route-map {name} permit 10", *guard, f" match tag {GSHUT_TAG}",
+                          " set community graceful-shutdown additive", "exit", "!"]  # fmt: skip
             lines += [f"route-map {name} permit 20", *guard, "exit", "!"]
         return lines
 
@@ -171,11 +187,12 @@ def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
 
 @dataclass
 class StaticdDriver(AnnounceDriver):
-    """Announce as staticd routes over staticd's northbound gRPC at `target`
-    (`127.0.0.1:PORT`, or `unix:/path` from a NetnsPortForwarder). `vty_dir`
-    (bgpd's vty socket) serves only `check_table()`."""
+    """Announce as staticd routes over staticd's northbound gRPC at `address`
+    (`127.0.0.1:PORT`, or `unix:/path` from a NetnsPortForwarder), for bgpd,
+    ospfd and ospf6d alike. `vty_dir` (bgpd's vty socket, with `bgp`) serves
+    only `check_table()` and `refresh()`."""
 
-    target: str
+    address: str
     layout: StaticLayout = field(default_factory=StaticLayout)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rpc_timeout: float = 30.0
@@ -183,16 +200,25 @@ class StaticdDriver(AnnounceDriver):
     edit_chunk: int = 20_000  # path-values per EditCandidate message
     name: str = "grpc-static"
     vty_dir: Path | None = None
+    bgp: bool = True  # the host runs bgpd (an OSPF-only host has no table to check)
+    # zebra selects the static route (distance 1) only over a kernel route of
+    # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
+    min_metric = STATIC_MIN_METRIC
+    # Its routes are what ospfd/ospf6d redistribute too (rendered `redistribute
+    # static`): a refused prefix is simply no static route, so no OSPF
+    # admission gate belongs next to this driver (frrctl.frr.ospf).
+    carries_ospf = True
 
     def __post_init__(self) -> None:
         self._pb, self._pb_grpc = _proto.load()
-        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.vty_dir else None
+        with_bgpd = self.vty_dir is not None and self.bgp
+        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if with_bgpd and self.vty_dir else None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
     def _northbound(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
             self._stub = self._pb_grpc.NorthboundStub(self._channel)
         return self._stub
 
@@ -227,12 +253,12 @@ class StaticdDriver(AnnounceDriver):
         if edit:
             self.retry.call("grpc-static commit", lambda: self.commit(edit, plan.summary()))
 
-    def check_table(self) -> TableCheck:
+    def check_table(self) -> TableCheck | None:
         """bgpd's table against staticd's routes (after a zebra restart):
         missing = announced by staticd, not valid in bgpd; stale = originated
-        by bgpd, no longer a staticd route."""
+        by bgpd, no longer a staticd route. None without bgpd."""
         if self._bgpd is None:
-            return TableCheck([])
+            return None
         routes = self.read()
         tables = bgp_tables(self._bgpd, self.retry)
         stale = originated_in_rib(tables) - set(routes)

@@ -156,6 +156,7 @@ def test_check_table_sees_what_bgpd_originates(fabric: Fabric, driver: StaticdDr
     driver.reconcile({P("192.0.2.80/32"): False})
     fabric.wait_upstream(lambda got: "192.0.2.80/32" in got, timeout=5)
     table = driver.check_table()
+    assert table is not None
     assert table.missing == [] and table.stale == []
     driver.refresh([P("192.0.2.80/32")])  # withdrawn and announced again
     assert driver.read() == {P("192.0.2.80/32"): False}

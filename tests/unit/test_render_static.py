@@ -1,34 +1,38 @@
-"""Rendering for the grpc-static driver: bgpd redistributes staticd's routes, staticd
-runs the gRPC module, and nothing of the first gRPC driver's gate is left."""
+"""Rendering for the staticd (gRPC) driver: bgpd, ospfd and ospf6d all redistribute
+staticd's routes through the same guard route-maps, staticd runs the gRPC module,
+and nothing of the first gRPC driver's gate nor of the OSPF admission gate is left."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from frrctl.frrcheck import check_config
 from frrctl.inventory import load_inventory
 from frrctl.render import render_host
+from tests.conftest import ROOT
 
-EDGE = Path(__file__).resolve().parents[1] / "data" / "edge-fleet.yaml"
+EDGE = ROOT / "tests" / "data" / "edge-fleet.yaml"
+STATICD = "grpc-static"
 
 
-def static_host_files() -> dict[str, str]:
+def static_host_files(hostname: str = "mixed") -> dict[str, str]:
     fleet = load_inventory(EDGE)
-    host = next(h for h in fleet.hosts if h.mode == "controller" and h.runs_bgp)
-    controller = host.controller.model_copy(update={"driver": "grpc-static", "grpc_port": 50077})
-    return render_host(fleet, host.model_copy(update={"controller": controller}))
+    host = fleet.host(hostname)
+    controller = host.controller.model_copy(update={"driver": STATICD, "grpc_port": 50077})
+    update = {"mode": "controller", "controller": controller}
+    return render_host(fleet, host.model_copy(update=update))
+
+
+def section(conf: str, head: str) -> str:
+    return conf.split(f"\n{head}\n")[1].split("\nexit\n")[0]
 
 
 def test_bgpd_redistributes_static_routes_through_the_guard() -> None:
     conf = static_host_files()["frr.conf"]
     bgp = conf.split("router bgp")[1].split("\nexit\n")[0]
     assert "redistribute static route-map static-cloud\n" in bgp
-    assert "redistribute static route-map static-cloud-v6\n" in bgp
     assert "redistribute kernel" not in bgp
     assert "frrctl-announce" not in conf and "delay-timer" not in conf
     for version, name in ((4, "static-cloud"), (6, "static-cloud-v6")):
@@ -41,6 +45,42 @@ def test_bgpd_redistributes_static_routes_through_the_guard() -> None:
         assert " match tag 65534\n set community graceful-shutdown additive\n" in drain
 
 
+def test_ospf_redistributes_the_same_static_routes_with_no_admission_gate() -> None:
+    """One mechanism for BGP and OSPF: on a host with both, ospfd redistributes
+    staticd's routes too (a kernel route loses to them in zebra, so
+    `redistribute kernel` would lose it), and no admission gate is rendered:
+    a route the daemon refuses never is a static route."""
+    conf = static_host_files("mixed")["frr.conf"]
+    ospf = section(conf, "router ospf")
+    assert " redistribute static route-map static-cloud" in ospf.splitlines()
+    assert "redistribute kernel" not in conf
+    assert "frrctl-admit" not in conf and "frrctl-block" not in conf
+    assert "timers throttle lsa" not in conf
+
+
+def test_an_ospf_only_host_gets_both_ospfs_and_no_bgp_only_lines() -> None:
+    files = static_host_files("ospfonly")
+    conf = files["frr.conf"]
+    assert " redistribute static route-map static-cloud\n" in section(conf, "router ospf") + "\n"
+    ospf6 = section(conf, "router ospf6")
+    assert " redistribute static route-map static-cloud-v6" in ospf6.splitlines()
+    # no bgpd: no GRACEFUL_SHUTDOWN entry (OSPF keeps announcing a drained route)
+    assert "graceful-shutdown" not in conf and "route-map static-cloud permit 10" not in conf
+    assert "route-map static-cloud permit 20\n" in conf
+    assert "route-map static-cloud-v6 permit 20\n" in conf
+    assert 'staticd_options="-A 127.0.0.1 -M grpc:50077"' in files["daemons"]
+
+
+def test_other_drivers_keep_kernel_redistribution_and_the_gate() -> None:
+    fleet = load_inventory(EDGE)
+    host = fleet.host("ospfonly")
+    ctl = host.controller.model_copy(update={"driver": "vtysh"})
+    conf = render_host(fleet, host.model_copy(update={"mode": "controller", "controller": ctl}))
+    text = conf["frr.conf"]
+    assert " redistribute kernel route-map only-cloud\n" in text
+    assert "frrctl-admit-v4" in text and "static-cloud" not in text
+
+
 def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
     daemons = static_host_files()["daemons"]
     assert 'staticd_options="-A 127.0.0.1 -M grpc:50077"' in daemons
@@ -48,28 +88,6 @@ def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
 
 
 @pytest.mark.skipif(shutil.which("vtysh") is None, reason="needs FRR's vtysh")
-def test_frr_accepts_it() -> None:
-    check_config(static_host_files()["frr.conf"], "static/frr.conf")
-
-
-def test_grpc_static_on_a_host_with_bgp_and_ospf_is_refused(tmp_path: Path) -> None:
-    """zebra would redistribute the static route instead of the kernel route
-    that ospfd redistributes: one line naming the key, exit 2, nothing written."""
-    import yaml
-
-    raw = yaml.safe_load(EDGE.read_text())
-    mixed = next(h for h in raw["hosts"] if h["hostname"] == "mixed")
-    mixed["mode"] = "controller"
-    mixed["controller"] = {**(mixed.get("controller") or {}), "driver": "grpc-static"}
-    path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "frrctl.cli", "render", "--inventory", str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2, result.stderr
-    assert "controller.driver" in result.stderr and "grpc-static" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not out.exists()
+@pytest.mark.parametrize("hostname", ["mixed", "ospfonly", "v6only", "unnum"])
+def test_frr_accepts_it(hostname: str) -> None:
+    check_config(static_host_files(hostname)["frr.conf"], f"static/{hostname}/frr.conf")
