@@ -3,7 +3,10 @@
 Thin on purpose: libvirt-python's default event loop runs in a thread whose
 callbacks only queue the domain name; the main thread re-reads that domain
 (state and live XML), asks `plan.plan` what to change against the instance
-record, and applies it through `Host.plug` / `Host.unplug`. Level-triggered:
+record, and applies it through `Host.plug` / `Host.prepare` / `Host.unplug`.
+A guest migrating in is prepared when it arrives paused (STARTED/MIGRATED),
+so its RESUMED costs the plug of a prepared instance (one netlink batch).
+Level-triggered:
 what counts is the state read after the event, so a burst or a missed event
 cannot leave a stale plug (RESUMED+MIGRATED reads RUNNING: plug; SUSPENDED+
 MIGRATED reads PAUSED/migration: unplug; STOPPED finds no running domain).
@@ -27,7 +30,17 @@ from typing import Any
 from frrctl.errors import FrrctlError
 from frrctl.host.instances import Host
 from frrctl.libvirt import metadata
-from frrctl.libvirt.plan import Domain, Plan, Want, domain_from_xml, implied_state, owned, plan
+from frrctl.libvirt.plan import (
+    PAUSED,
+    PAUSED_MIGRATION,
+    Domain,
+    Plan,
+    Want,
+    domain_from_xml,
+    implied_state,
+    owned,
+    plan,
+)
 from frrctl.pools import Pools
 
 log = logging.getLogger("frrctl.libvirt")
@@ -98,9 +111,26 @@ def start_event_loop() -> None:
     _loop_started = True
 
 
-def read_domain(dom: Any) -> Domain:
+def read_domain(dom: Any, incoming: bool = False) -> Domain:
+    """State and live XML; for a migration's pause, which way it goes.
+
+    `incoming`: the agent saw this domain's STARTED/MIGRATED (only a
+    destination gets it); otherwise libvirt's job says (after a restart).
+    """
     state, reason = dom.state()
-    return domain_from_xml(dom.name(), state, reason, dom.XMLDesc(0))
+    view = domain_from_xml(dom.name(), state, reason, dom.XMLDesc(0))
+    if state == PAUSED and reason == PAUSED_MIGRATION:
+        view = replace(view, incoming=incoming or _migrating_in(dom))
+    return view
+
+
+def _migrating_in(dom: Any) -> bool:
+    lv = _libvirt()
+    try:
+        stats = dom.jobStats()
+    except lv.libvirtError:
+        return False
+    return bool(stats.get("operation") == lv.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
 
 
 @dataclass
@@ -120,6 +150,7 @@ class Agent:
         self.q: queue.Queue[Any] = queue.Queue()
         self.conn: Any = None
         self._cb_ids: list[int] = []
+        self.incoming: set[str] = set()  # domains whose STARTED/MIGRATED was seen
 
     # -- connection --------------------------------------------------------------
     def connect(self) -> None:
@@ -171,7 +202,7 @@ class Agent:
         views: dict[str, Domain] = {}
         for dom in self.conn.listAllDomains(self.lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             try:
-                views[dom.name()] = read_domain(dom)
+                views[dom.name()] = read_domain(dom, dom.name() in self.incoming)
             except self.lv.libvirtError as exc:
                 if exc.get_error_code() != self.lv.VIR_ERR_NO_DOMAIN:
                     raise
@@ -181,7 +212,7 @@ class Agent:
         lv = self.lv
         try:
             dom = self.conn.lookupByName(name)
-            self.domains[name] = read_domain(dom)
+            self.domains[name] = read_domain(dom, name in self.incoming)
         except lv.libvirtError as exc:
             if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:
                 raise
@@ -203,24 +234,28 @@ class Agent:
             except Exception as exc:  # one instance's failure must not stop the agent
                 log.error("unplug failed", extra={"fields": {"instance": name, "error": str(exc)}})
         errors: dict[str, str] = {}
-        todo: list[Want] = list(p.plug)
+        # (want, announce): plugs first, they are what a resumed guest waits for
+        todo = [(w, True) for w in p.plug] + [(w, False) for w in p.prepare]
         if full and p.keep:  # repair only what drifted: one listing, not a plug per instance
-            drifted = {e["name"] for e in self.host.listing()["instances"] if not e["ok"]}
-            todo += [w for w in p.keep if w.name in drifted]
+            listing = self.host.listing()["instances"]
+            drifted = {e["name"]: e.get("state") == "prepared" for e in listing if not e["ok"]}
+            todo += [(w, not drifted[w.name]) for w in p.keep if w.name in drifted]
         for attempt in (0, 1):  # a second pass: an address may move between two instances
-            failed: list[Want] = []
-            for w in todo:
+            failed: list[tuple[Want, bool]] = []
+            for w, announce in todo:
                 t0 = time.monotonic()
                 try:
-                    res = self.host.plug(w.name, w.mac, w.addresses, w.port)
+                    bring = self.host.plug if announce else self.host.prepare
+                    res = bring(w.name, w.mac, w.addresses, w.port)
                 except Exception as exc:  # FrrctlError, or netlink/nft trouble: reported
-                    failed.append(w)
+                    failed.append((w, announce))
                     errors[w.domain] = str(exc) or type(exc).__name__
                     continue
                 errors.pop(w.domain, None)
                 if res.changed:
-                    log.info("plugged", extra={"fields": {**fields, "instance": w.name,
-                             "port": w.port, "added": res.added, "repaired": res.repaired,
+                    log.info("plugged" if announce else "prepared", extra={"fields": {
+                             **fields, "instance": w.name, "port": w.port, "added": res.added,
+                             "removed": res.removed, "repaired": res.repaired,
                              "plug_ms": round((time.monotonic() - t0) * 1e3, 1),
                              "t": time.time()}})  # fmt: skip
             todo = failed
@@ -241,6 +276,7 @@ class Agent:
             if not d.has_metadata:
                 continue
             insts = sorted(n for n in record if n.rsplit("@", 1)[0] == name)
+            prepared = [n for n in insts if record[n].prepared]
             doms[name] = {
                 "state": d.state,
                 "reason": d.reason,
@@ -255,6 +291,7 @@ class Agent:
                     for n in d.nics
                 ],
                 "instances": insts,
+                "prepared": prepared,  # ready, not announced until the guest runs here
                 "problem": self.last_plan.problems.get(name) or self.plug_errors.get(name),
                 "waiting": self.last_plan.waiting.get(name, []),
             }
@@ -315,6 +352,10 @@ class Agent:
                     closed = True
                 else:
                     name, event, detail, t = item
+                    if (event, detail) == ("STARTED", "MIGRATED"):
+                        self.incoming.add(name)
+                    elif event in ("RESUMED", "STOPPED", "UNDEFINED"):
+                        self.incoming.discard(name)
                     log.info("event", extra={"fields": {"domain": name, "event": event,
                              "detail": detail, "t": t}})  # fmt: skip
                     names[name] = {"domain": name, "event": event, "detail": detail}

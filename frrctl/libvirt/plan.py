@@ -2,10 +2,13 @@
 
 A domain's NIC is plugged only while its guest runs on this host (state
 RUNNING). PAUSED by a user, an IO error or a watchdog (it goes on here), what
-is already plugged with the same data stays, but nothing new is plugged: a
-guest that arrived paused (`migrate --suspend`) is announced once it resumes.
-PAUSED for a migration (the source's final phase, or the destination before
-it resumes), starting up, shutting down, saved, crashed or gone: unplugged.
+is already plugged with the same data stays, and anything else is only
+prepared (port and guard, nothing routed): a guest that arrived paused
+(`migrate --suspend`) is announced once it resumes. PAUSED for an incoming
+migration (the destination, before the guest resumes here): prepared, so the
+RESUMED event costs one netlink batch; the source still owns the addresses.
+PAUSED for an outgoing migration (the source's final phase), starting up,
+shutting down, saved, crashed or gone: unplugged (a prepared instance too).
 
 One instance per routed NIC, named `DOMAIN@MAC`: the name is stable across a
 migration (the same on both hosts), readable in `frrctl instance list`, and
@@ -29,6 +32,7 @@ from frrctl.pools import IPAddress, Pools
 
 # libvirt's virDomainState / virDomainPausedReason numbers (stable ABI)
 RUNNING, PAUSED = 1, 3
+PAUSED_MIGRATION = 2  # the source's final phase, or the destination's incoming guest
 # paused reasons: 0 UNKNOWN, 1 USER, 2 MIGRATION, 3 SAVE, 4 DUMP, 5 IOERROR, 6 WATCHDOG,
 # 7 FROM_SNAPSHOT, 8 SHUTTING_DOWN, 9 SNAPSHOT, 10 API_ERROR, 11 STARTING_UP,
 # 12 POSTCOPY, 13 POSTCOPY_FAILED
@@ -88,6 +92,7 @@ class Domain:
     nics: tuple[Nic, ...] = ()
     error: str | None = None  # unusable frrctl metadata
     has_metadata: bool = False
+    incoming: bool = False  # an incoming migration's guest (libvirt's job: MIGRATION_IN)
 
     @property
     def running(self) -> bool:
@@ -96,6 +101,11 @@ class Domain:
     @property
     def paused(self) -> bool:
         return paused_here(self.state, self.reason)
+
+    @property
+    def arriving(self) -> bool:
+        """Paused while it migrates in: it will run here, but does not yet."""
+        return self.state == PAUSED and self.reason == PAUSED_MIGRATION and self.incoming
 
 
 def domain_from_xml(name: str, state: int, reason: int, xml: str) -> Domain:
@@ -131,15 +141,16 @@ class Want:
 
 @dataclass
 class Plan:
-    plug: list[Want] = field(default_factory=list)  # missing or different in the record
-    keep: list[Want] = field(default_factory=list)  # recorded with the same data
+    plug: list[Want] = field(default_factory=list)  # missing, different or only prepared
+    keep: list[Want] = field(default_factory=list)  # recorded with the same data and state
+    prepare: list[Want] = field(default_factory=list)  # to be ready, not announced
     unplug: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # domain -> why nothing is plugged
     waiting: dict[str, list[str]] = field(default_factory=dict)  # domain -> NICs not attached
 
     @property
     def changes(self) -> bool:
-        return bool(self.plug or self.unplug)
+        return bool(self.plug or self.unplug or self.prepare)
 
 
 def _wants(dom: Domain, pools: Pools | None) -> list[Want]:
@@ -188,17 +199,17 @@ def plan(
         for addr in inst.addresses:
             holder[addr] = (m.group("domain"), None) if m else (None, inst.name)
     wants: dict[str, list[Want]] = {}
+    mode: dict[str, str] = {}  # domain -> "run" (announce) | "hold" (paused here) | "arrive"
     for dom in sorted(domains, key=lambda d: d.name):
-        if not (dom.running or dom.paused) or not dom.has_metadata:
+        if not (dom.running or dom.paused or dom.arriving) or not dom.has_metadata:
             continue
         try:
             ws = _wants(dom, pools)
         except MetadataError as exc:
             out.problems[dom.name] = str(exc)
             continue
-        if dom.paused:  # keep what is plugged as it is, add nothing until it resumes
-            ws = [w for w in ws if w.name in mine and w.matches(mine[w.name])]
         wants[dom.name] = ws
+        mode[dom.name] = "run" if dom.running else "hold" if dom.paused else "arrive"
         missing = sorted(n.mac for n in dom.nics if n.mac not in dom.ports)
         if missing:
             out.waiting[dom.name] = missing
@@ -234,5 +245,12 @@ def plan(
     for name in sorted(wanted):
         w = wanted[name]
         rec = mine.get(name)
-        (out.keep if rec is not None and w.matches(rec) else out.plug).append(w)
+        same = rec is not None and w.matches(rec)
+        how = mode[w.domain]
+        if how == "run":
+            (out.keep if same and rec is not None and not rec.prepared else out.plug).append(w)
+        elif same and rec is not None and (rec.prepared or how == "hold"):
+            out.keep.append(w)  # paused here: what is announced stays announced
+        else:
+            out.prepare.append(w)  # nothing new is announced before the guest resumes
     return out

@@ -7,6 +7,9 @@ the QEMU migration stream goes over a unix socket both namespaces can open
 namespaces is needed. Every route change on both cloudbr0s is recorded by
 `ip -tshort monitor route` while it runs: no address may be routed by both
 hosts at any instant, the destination plugs only once the guest resumes there.
+It prepares (port guard, record) as soon as the guest arrives paused, so the
+plug on RESUMED is one netlink batch; a prepared guest that never resumes
+there (failed migration, destroy, agent restart meanwhile) leaves nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +67,30 @@ def intervals(chs: list[tuple[float, str, bool]], addr: str, start: bool) -> lis
     return spans
 
 
+def guarded(h: LvHost, tap: str) -> bool:
+    """An nft guard chain hooks `tap`'s ingress on this host."""
+    return f'device "{tap}"' in h.run("nft", "list", "chains", "netdev", check=False).stdout
+
+
+def entries(log: list[dict[str, Any]], instance: str) -> list[str]:
+    return [e["msg"] for e in log if e.get("instance") == instance]
+
+
+def paused_arrival(src: LvHost, dst: LvHost, tag: str, mac: str, addr: str, sock: Path) -> Any:
+    """`virsh migrate --live --suspend`: the guest arrives paused and stays paused."""
+    import libvirt
+
+    dom = src.start(tag, mac, [addr])
+    wait_for(lambda: addr in src.routes(), 15, "plug on the source")
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{sock}"}
+    new = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PAUSED)
+    assert new.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    inst = f"{new.name()}@{mac}"
+    wait_for(lambda: dst.record().get(inst, {}).get("state") == "prepared", 15, "prepared")
+    wait_for(lambda: addr not in src.routes(), 15, "unplug on the source")
+    return new
+
+
 def first(log: list[dict[str, Any]], **match: str) -> dict[str, Any]:
     for e in log:
         if all(e.get(k) == v for k, v in match.items()):
@@ -107,6 +134,7 @@ def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None
     assert f"{name}@{MAC}" not in src.record()
     assert dst.record()[f"{name}@{MAC}"]["port"] == dst.tap("mig")
     assert dst.record()[f"{name}@{MAC}"]["ok"]
+    assert dst.record()[f"{name}@{MAC}"]["state"] == "plugged"
 
     # never both: the source's routes end before the destination's begin
     sc, dc = changes(tmp_path / "mon0.log"), changes(tmp_path / "mon1.log")
@@ -118,16 +146,21 @@ def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None
         assert s_end < d_start, f"{a} routed by both hosts from {d_start} to {s_end}"
         gaps.append(d_start - s_end)
 
-    # the agents' moments: source withdraws on SUSPENDED/MIGRATED, destination plugs on
-    # RESUMED/MIGRATED (not on the paused incoming STARTED/MIGRATED)
+    # the agents' moments: source withdraws on SUSPENDED/MIGRATED, destination prepares
+    # on the paused incoming STARTED/MIGRATED and plugs on RESUMED/MIGRATED
     slog, dlog = src.log(), dst.log()
     suspended = first(slog, msg="event", domain=name, event="SUSPENDED", detail="MIGRATED")
     unplugged = first(slog, msg="unplugged", instance=f"{name}@{MAC}")
     started = first(dlog, msg="event", domain=name, event="STARTED", detail="MIGRATED")
+    prepared = first(dlog, msg="prepared", instance=f"{name}@{MAC}")
     resumed = first(dlog, msg="event", domain=name, event="RESUMED", detail="MIGRATED")
     plugged = first(dlog, msg="plugged", instance=f"{name}@{MAC}")
     assert unplugged["event"] == "SUSPENDED" and plugged["event"] == "RESUMED"
-    assert started["t"] < resumed["t"] <= plugged["t"]
+    assert started["t"] <= prepared["t"] < resumed["t"] <= plugged["t"]
+    assert prepared["added"] == []  # prepared: nothing routed, nothing announced
+    assert entries(dlog, f"{name}@{MAC}") == ["prepared", "plugged"]
+    # the destination routes only after its guest resumed (the source's routes ended before)
+    assert min(intervals(dc, a, False)[0][0] for a in ADDRS) >= resumed["t"]
     assert suspended["t"] <= unplugged["t"]
     assert [e for e in slog if e.get("msg") == "event" and e.get("event") == "STOPPED"]
 
@@ -138,6 +171,8 @@ def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None
         "QEMU downtime ms": stats.get("downtime"),
         "source: SUSPENDED -> unplugged ms": round((unplugged["t"] - suspended["t"]) * 1e3, 1),
         "destination: RESUMED -> plugged ms": round((plugged["t"] - resumed["t"]) * 1e3, 1),
+        "destination: plug ms (prepared)": plugged["plug_ms"],
+        "destination: prepare ms (on arrival)": prepared["plug_ms"],
         "guest paused (src SUSPENDED -> dst RESUMED) ms": round(
             (resumed["t"] - suspended["t"]) * 1e3, 1
         ),
@@ -152,30 +187,70 @@ def test_live_migration_hands_over(lvpair: list[LvHost], tmp_path: Path) -> None
 def test_arrived_paused_is_announced_only_once_resumed(
     lvpair: list[LvHost], tmp_path: Path
 ) -> None:
-    """`virsh migrate --live --suspend`: the guest runs nowhere until it is resumed."""
-    import libvirt
-
+    """`virsh migrate --live --suspend`: the guest runs nowhere until it is resumed; the
+    destination has it prepared (guarded port, record) but routes nothing."""
     src, dst = lvpair
     mac, addr = "52:54:00:4c:57:02", "192.0.2.151"
-    dom = src.start("migp", mac, [addr])
-    name = dom.name()
-    wait_for(lambda: addr in src.routes(), 15, "plug on the source")
-    params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{tmp_path}/migrate.sock"}
-    new = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PAUSED)
+    new = paused_arrival(src, dst, "migp", mac, addr, tmp_path / "migrate.sock")
+    name, inst = new.name(), f"{new.name()}@{mac}"
     try:
-        assert new.state()[0] == libvirt.VIR_DOMAIN_PAUSED
-        wait_for(lambda: addr not in src.routes(), 15, "unplug on the source")
-        wait_for(lambda: [e for e in dst.log() if e.get("msg") == "event" and e["domain"] == name
-                          and e["event"] == "SUSPENDED"], 10, "the paused arrival")  # fmt: skip
         time.sleep(1.0)
-        assert addr not in dst.routes()  # paused on arrival: not running here yet
-        assert f"{name}@{mac}" not in dst.record()
+        assert addr not in dst.routes() and addr not in dst.neighbours()  # not running here
+        assert guarded(dst, dst.tap("migp"))  # but its port is ready
+        assert dst.record()[inst]["ok"]  # prepared is no drift
+        assert dst.status()["domains"][name]["prepared"] == [inst]
         new.resume()
         wait_for(lambda: addr in dst.routes(), 15, "plug once resumed")
-        assert addr not in src.routes()
+        assert addr in dst.neighbours() and addr not in src.routes()
+        plugged = first(dst.log(), msg="plugged", instance=inst)
+        assert plugged["event"] == "RESUMED"
+        assert dst.record()[inst]["state"] == "plugged" and dst.record()[inst]["ok"]
+        print("\nresume of a prepared instance: plug ms", plugged["plug_ms"])
     finally:
         new.destroy()
     wait_for(lambda: addr not in dst.routes(), 15, "unplug after destroy")
+
+
+def test_prepared_then_destroyed_leaves_nothing(lvpair: list[LvHost], tmp_path: Path) -> None:
+    src, dst = lvpair
+    mac, addr = "52:54:00:4c:57:04", "192.0.2.153"
+    new = paused_arrival(src, dst, "migd", mac, addr, tmp_path / "migrate.sock")
+    inst = f"{new.name()}@{mac}"
+    assert guarded(dst, dst.tap("migd"))
+    new.destroy()
+    wait_for(lambda: inst not in dst.record(), 15, "the prepared instance removed")
+    assert not guarded(dst, dst.tap("migd"))
+    assert addr not in dst.routes() and addr not in dst.neighbours()
+    assert entries(dst.log(), inst) == ["prepared", "unplugged"]
+
+
+def test_agent_restart_while_prepared(lvpair: list[LvHost], tmp_path: Path) -> None:
+    """The agent restarts while a guest sits prepared: it stays prepared (not announced,
+    not removed) and is plugged on resume; one destroyed meanwhile is cleaned up."""
+    src, dst = lvpair
+    mac, addr = "52:54:00:4c:57:05", "192.0.2.154"
+    mac2, addr2 = "52:54:00:4c:57:06", "192.0.2.155"
+    keep = paused_arrival(src, dst, "migr", mac, addr, tmp_path / "migrate.sock")
+    gone = paused_arrival(src, dst, "migs", mac2, addr2, tmp_path / "migrate2.sock")
+    inst, inst2 = f"{keep.name()}@{mac}", f"{gone.name()}@{mac2}"
+    try:
+        dst.stop_agent()
+        gone.destroy()  # while nobody watches: its QEMU and tap are gone
+        dst.start_agent()
+        wait_for(lambda: inst2 not in dst.record(), 15, "the destroyed one cleaned up")
+        assert not guarded(dst, dst.tap("migs"))
+        time.sleep(1.0)
+        assert dst.record()[inst]["state"] == "prepared" and dst.record()[inst]["ok"]
+        assert guarded(dst, dst.tap("migr"))
+        assert addr not in dst.routes() and addr not in dst.neighbours()
+        assert entries(dst.log(), inst) == []  # kept as it was: nothing re-done
+        keep.resume()
+        wait_for(lambda: addr in dst.routes(), 15, "plug once resumed")
+        assert dst.record()[inst]["state"] == "plugged"
+    finally:
+        keep.destroy()
+    wait_for(lambda: addr not in dst.routes(), 15, "unplug after destroy")
+    assert inst not in dst.record()
 
 
 def test_failed_migration_source_plugs_again(lvpair: list[LvHost], tmp_path: Path) -> None:
@@ -221,6 +296,10 @@ def test_failed_migration_source_plugs_again(lvpair: list[LvHost], tmp_path: Pat
     assert slog[2]["t"] > slog[1]["t"]
     assert not [e for e in dst.log() if e.get("msg") == "plugged" and name in str(e)]
     assert not set(addrs) & dst.routes()
+    # the destination had prepared the arrival, and removed all of it with the failure
+    wait_for(lambda: f"{name}@{mac}" not in dst.record(), 15, "the prepared arrival removed")
+    assert entries(dst.log(), f"{name}@{mac}") == ["prepared", "unplugged"]
+    assert not guarded(dst, dst.tap("migf"))
     for a in addrs:
         assert src.ping(a), f"guest does not answer on {a} after the failed migration"
     dom.destroy()

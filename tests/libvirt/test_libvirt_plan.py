@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -11,6 +12,7 @@ from frrctl.libvirt import metadata
 from frrctl.libvirt.metadata import MetadataError, Nic
 from frrctl.libvirt.plan import (
     PAUSED,
+    PAUSED_MIGRATION,
     RUNNING,
     Domain,
     domain_from_xml,
@@ -49,6 +51,10 @@ def dom(name: str, ifaces: list[tuple[str, str | None]], meta_xml: str = "", sta
 
 def inst(name: str, mac: str, addrs: list[str], port: str | None) -> Instance:
     return Instance(name, "cloudbr0", mac, tuple(A(a) for a in addrs), port)
+
+
+def prepped(name: str, mac: str, addrs: list[str], port: str) -> Instance:
+    return replace(inst(name, mac, addrs, port), prepared=True)
 
 
 # -- metadata ------------------------------------------------------------------------
@@ -129,16 +135,59 @@ def test_states(state: int, reason: int, runs: bool, paused: bool) -> None:
     assert paused_here(state, reason) is paused
 
 
-def test_paused_by_user_keeps_what_is_plugged_adds_nothing() -> None:
+def test_paused_by_user_keeps_what_is_plugged_prepares_the_rest() -> None:
     md = meta((MAC1, ["192.0.2.1"]), (MAC2, ["192.0.2.2"]))
     ifaces: list[tuple[str, str | None]] = [(MAC1, "tap1"), (MAC2, "tap2")]
     rec = [inst(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1"),
            inst(f"vm1@{MAC2}", MAC2, ["192.0.2.9"], "tap2")]  # fmt: skip
     p = plan([dom("vm1", ifaces, md, PAUSED, 1)], rec)
-    assert [w.name for w in p.keep] == [f"vm1@{MAC1}"] and not p.plug
-    assert p.unplug == [f"vm1@{MAC2}"]  # its data changed while paused: withdrawn
+    assert [w.name for w in p.keep] == [f"vm1@{MAC1}"] and not p.plug and not p.unplug
+    # its data changed while paused: prepared with the new data (the old withdrawn)
+    assert [(w.name, w.addresses) for w in p.prepare] == [(f"vm1@{MAC2}", (A("192.0.2.2"),))]
     arrived_paused = plan([dom("vm1", ifaces, md, PAUSED, 1)], [])
     assert not arrived_paused.plug and not arrived_paused.keep
+    assert [w.name for w in arrived_paused.prepare] == [f"vm1@{MAC1}", f"vm1@{MAC2}"]
+
+
+def arriving(md: str, port: str = "tap1") -> Domain:
+    """A guest migrating in: PAUSED for migration, libvirt's job MIGRATION_IN."""
+    return replace(dom("vm1", [(MAC1, port)], md, PAUSED, PAUSED_MIGRATION), incoming=True)
+
+
+def test_incoming_migration_is_prepared_then_plugged_on_resume() -> None:
+    md = meta((MAC1, ["192.0.2.1", "2001:db8::1"]))
+    p = plan([arriving(md)], [])
+    assert [w.name for w in p.prepare] == [f"vm1@{MAC1}"] and not p.plug and not p.keep
+    prepared = prepped(f"vm1@{MAC1}", MAC1, ["192.0.2.1", "2001:db8::1"], "tap1")
+    again = plan([arriving(md)], [prepared])  # the next event, a resync, an agent restart
+    assert [w.name for w in again.keep] == [f"vm1@{MAC1}"] and not again.changes
+    resumed = plan([dom("vm1", [(MAC1, "tap1")], md, RUNNING, 2)], [prepared])
+    assert [w.name for w in resumed.plug] == [f"vm1@{MAC1}"] and not resumed.keep
+
+
+def test_incoming_migration_never_keeps_an_announcement() -> None:
+    """A plugged record for a guest that is migrating in (stale): prepared, i.e. withdrawn."""
+    md = meta((MAC1, ["192.0.2.1"]))
+    p = plan([arriving(md)], [inst(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1")])
+    assert [w.name for w in p.prepare] == [f"vm1@{MAC1}"] and not p.keep
+
+
+def test_source_final_pause_and_failed_arrival_unplug_the_prepared() -> None:
+    md = meta((MAC1, ["192.0.2.1"]))
+    prepared = prepped(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1")
+    outgoing = dom("vm1", [(MAC1, "tap1")], md, PAUSED, PAUSED_MIGRATION)  # job: MIGRATION_OUT
+    assert not outgoing.arriving
+    assert plan([outgoing], [prepared]).unplug == [f"vm1@{MAC1}"]
+    assert plan([], [prepared]).unplug == [f"vm1@{MAC1}"]  # the failed arrival is destroyed
+    shut = dom("vm1", [(MAC1, "tap1")], md, 5, 7)  # shut off, failed
+    assert plan([shut], [prepared]).unplug == [f"vm1@{MAC1}"]
+
+
+def test_prepared_instances_hold_their_addresses() -> None:
+    prepared = prepped(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1")
+    d2 = dom("vm2", [(MAC2, "tap2")], meta((MAC2, ["192.0.2.1"])))
+    p = plan([arriving(meta((MAC1, ["192.0.2.1"]))), d2], [prepared])
+    assert p.problems == {"vm2": "192.0.2.1 is already held by domain vm1"}
 
 
 # -- planning -----------------------------------------------------------------------------
