@@ -40,6 +40,7 @@ class PingResult:
     sent: int
     received: int
     gap_ms: float | None = None  # the longest time between two replies: the outage itself
+    gap_span: tuple[float, float] | None = None  # its last reply before, first after (epoch)
 
     @property
     def lost(self) -> int:
@@ -77,15 +78,21 @@ def parse_ping_summary(output: str) -> tuple[int, int]:
 _REPLY = re.compile(r"^\[(?P<ts>\d+\.\d+)\] \d+ bytes from ")
 
 
+def longest_gap(output: str) -> tuple[float, float] | None:
+    """`ping -D` output -> the two consecutive replies furthest apart (epoch seconds)."""
+    times = [float(m["ts"]) for m in map(_REPLY.match, output.splitlines()) if m]
+    if len(times) < 2:
+        return None
+    return max(itertools.pairwise(times), key=lambda ab: ab[1] - ab[0])
+
+
 def longest_gap_ms(output: str) -> float | None:
     """`ping -D` output -> the longest time between two consecutive replies (ms).
 
     Counting lost pings undercounts an outage when the upstream has no route at
     all (a send that fails is not always counted as sent); reply times do not."""
-    times = [float(m["ts"]) for m in map(_REPLY.match, output.splitlines()) if m]
-    if len(times) < 2:
-        return None
-    return round(max(b - a for a, b in itertools.pairwise(times)) * 1000, 1)
+    span = longest_gap(output)
+    return None if span is None else round((span[1] - span[0]) * 1000, 1)
 
 
 def _upstream_iface_for(lab: Lab, address: str) -> set[str]:
@@ -159,7 +166,7 @@ def _ping_results(pings: dict[str, subprocess.Popen[str]]) -> list[PingResult]:
     for address, proc in pings.items():
         out, _ = proc.communicate(timeout=10)
         sent, received = parse_ping_summary(out)
-        results.append(PingResult(address, sent, received, longest_gap_ms(out)))
+        results.append(PingResult(address, sent, received, longest_gap_ms(out), longest_gap(out)))
     results.sort(key=lambda r: (ipaddress.ip_address(r.address).version, r.address))
     return results
 
@@ -318,6 +325,13 @@ def _migrate_qemu(lab: Lab, vm: VmPlan, destination: str, timeout: float) -> Mig
         "destination plugged": _moment(dev, t0, msg="plugged", instance=inst),
         "upstream routes via destination": routed_at(
             mon_path.read_text(errors="replace"), addrs, new_links
+        ),
+        # the outage as the pings saw it: the guest's own pause plus the handover
+        "last reply before the outage": min(
+            (r.gap_span[0] for r in results if r.gap_span), default=None
+        ),
+        "first reply after the outage": max(
+            (r.gap_span[1] for r in results if r.gap_span), default=None
         ),
     }
     base = paused if paused is not None else t0
