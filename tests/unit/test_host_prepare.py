@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
 
 from frrctl.host.instances import plan_plug, plan_prepare, resume_ops
 from frrctl.host.netlink import NUD_PERMANENT, Op
 from frrctl.host.nft import PortTable, chain_matches, chain_name, port_rules, rules_hash
+from frrctl.host.state import StateStore
 
 A4, A6, B4 = (ipaddress.ip_address(a) for a in ("192.0.2.10", "2001:db8::10", "192.0.2.11"))
 MAC = "52:54:00:12:34:56"
@@ -51,3 +55,26 @@ def test_chain_matches_digest_port_and_every_rule() -> None:
     moved = PortTable(dict(good.chains), {chain: "tap9"}, dict(good.rule_counts))
     assert not chain_matches(moved, chain, "tap1", rules)
     assert not chain_matches(PortTable.empty(), chain, "tap1", rules)
+
+
+def test_a_record_from_before_prepared_instances_opens(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "instances.db")
+    db.executescript(
+        "CREATE TABLE instance (name TEXT PRIMARY KEY, bridge TEXT NOT NULL, mac TEXT NOT NULL,"
+        " port TEXT, port_setup TEXT NOT NULL DEFAULT '{}', plugged_at REAL NOT NULL);"
+        "CREATE TABLE address (address TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+        " instance TEXT NOT NULL REFERENCES instance(name) ON DELETE CASCADE);"
+        f"INSERT INTO instance VALUES ('vm', 'cloudbr0', '{MAC}', 'tap1', '{{}}', 1.0);"
+        "INSERT INTO address VALUES ('192.0.2.10', 4, 'vm');"
+    )
+    db.close()
+    with StateStore(tmp_path) as store:
+        (old,) = store.all()
+        assert old.addresses == (A4,) and not old.prepared  # plugged, as it was
+        with store.transaction():
+            store.put(replace(old, prepared=True))
+        assert store.get("vm") == old and store.get("vm").prepared  # type: ignore[union-attr]
+        with store.transaction():
+            store.mark_plugged("vm", 2.0)
+        again = store.get("vm")
+        assert again is not None and not again.prepared and again.plugged_at == 2.0
