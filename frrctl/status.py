@@ -8,17 +8,18 @@ the daemon is not running (it applies at start).
 
 The control socket (STATE_DIR/control.sock) speaks one JSON object per line
 each way: {"cmd": "status"} or {"cmd": "reload"}. Everything here but the
-socket and file I/O is pure.
+socket and file I/O is pure. The status reply is typed (DaemonStatus).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,51 +142,124 @@ def request(state_dir: Path, message: dict[str, Any], timeout: float = 30.0) -> 
     return reply
 
 
-# -- status output -------------------------------------------------------------
+# -- status ------------------------------------------------------------------
 
 
-def format_status(status: dict[str, Any]) -> str:
-    """The human view of `frrctl status` (the JSON view is the dict itself)."""
-    frr = "up" if status.get("frr_up") else "DOWN"
+@dataclass(frozen=True)
+class PrefixStatus:
+    """One candidate prefix: the kernel, the verdict and its reason, FRR, the peers."""
+
+    prefix: str
+    verdict: str  # a policy Code value, or "unknown" (not judged yet)
+    reason: str
+    announce: bool
+    graceful: bool
+    in_kernel: bool = False
+    kernel_interfaces: list[str] = field(default_factory=list)
+    in_frr: bool = False
+    frr_graceful: bool | None = None
+    advertised_to: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """The daemon's status reply. Its JSON (`to_json`, field names and order) is
+    what the control socket sends and `frrctl status --json` prints: tests and
+    the lab read those keys, so they are stable."""
+
+    host: str
+    driver: str
+    bridge: str
+    frr_up: bool
+    frr_daemons_down: list[str]
+    drain: str
+    held: list[str]
+    max_prefixes: int
+    require_neighbor: bool
+    announced_count: int
+    # Verified against FRR, and the kernel view it was decided from is sound.
+    frr_state_verified: bool
+    kernel_view_ok: bool
+    kernel_view_mismatches: int
+    # bgpd's best default routes the kernel lacks (IP versions), and repairs so far
+    kernel_defaults_missing: list[int]
+    defaults_reinstalls: int
+    # established BGP neighbours with BFD configured that bfdd has no session for
+    bfd_sessions_lost: list[str]
+    bfd_repairs: int
+    # announced IPv6 prefixes ospf6d lost after a zebra restart (restart ospf6d)
+    ospf6_not_redistributed: list[str]
+    healthy: bool
+    ospf_daemons: list[str]
+    ospf_blocked: list[str]
+    ospf_admission: str  # open | closed
+    alerts: list[str]
+    last_error: str | None
+    last_batch: str | None
+    last_batch_seconds: float | None
+    netlink_generation: int
+    bridge_up: bool
+    prefixes: list[PrefixStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DaemonStatus:
+        """From a daemon's reply; FrrctlError naming what is missing or malformed."""
+        try:
+            known = {f.name for f in dataclasses.fields(cls)}
+            values = {k: v for k, v in data.items() if k in known}
+            pknown = {f.name for f in dataclasses.fields(PrefixStatus)}
+            values["prefixes"] = [
+                PrefixStatus(**{k: v for k, v in item.items() if k in pknown})
+                for item in data.get("prefixes", [])
+            ]
+            return cls(**values)
+        except (TypeError, AttributeError) as exc:
+            raise FrrctlError(
+                f"frrctl daemon sent a status this frrctl cannot read: {exc}"
+            ) from None
+
+
+def format_status(status: DaemonStatus) -> str:
+    """The human view of `frrctl status` (the JSON view is `status.to_json()`)."""
+    frr = "up" if status.frr_up else "DOWN"
     lines = [
-        f"host {status.get('host')}  driver {status.get('driver')}  FRR {frr}  "
-        f"drain {status.get('drain')}  held {len(status.get('held', []))}  "
-        f"maximum {status.get('max_prefixes')}",
-        f"announced {status.get('announced_count', 0)}  candidates "
-        f"{len(status.get('prefixes', []))}  last batch "
-        f"{_seconds(status.get('last_batch_seconds'))}  netlink resyncs "
-        f"{status.get('netlink_generation', 0)}",
+        f"host {status.host}  driver {status.driver}  FRR {frr}  "
+        f"drain {status.drain}  held {len(status.held)}  "
+        f"maximum {status.max_prefixes}",
+        f"announced {status.announced_count}  candidates "
+        f"{len(status.prefixes)}  last batch "
+        f"{_seconds(status.last_batch_seconds)}  netlink resyncs "
+        f"{status.netlink_generation}",
     ]
-    if status.get("ospf_daemons"):
+    if status.ospf_daemons:
         lines.append(
-            f"OSPF ({', '.join(status['ospf_daemons'])}): admission "
-            f"{status.get('ospf_admission', 'open')}  blocked {len(status.get('ospf_blocked', []))}"
+            f"OSPF ({', '.join(status.ospf_daemons)}): admission "
+            f"{status.ospf_admission}  blocked {len(status.ospf_blocked)}"
         )
-    if not status.get("kernel_view_ok", True):
+    if not status.kernel_view_ok:
         lines.append(
             f"UNHEALTHY: the kernel's routes differed from the daemon's view "
-            f"({status.get('kernel_view_mismatches', 0)} time(s)): netlink events were lost"
+            f"({status.kernel_view_mismatches} time(s)): netlink events were lost"
         )
-    if status.get("kernel_defaults_missing"):
-        families = ", ".join(f"IPv{v}" for v in status["kernel_defaults_missing"])
+    if status.kernel_defaults_missing:
+        families = ", ".join(f"IPv{v}" for v in status.kernel_defaults_missing)
         lines.append(
             f"UNHEALTHY: bgpd's best default route is missing from the kernel ({families})"
         )
-    if status.get("last_error"):
-        lines.append(f"last error: {status['last_error']}")
-    lines += [f"ALERT: {alert}" for alert in status.get("alerts", [])]
+    if status.last_error:
+        lines.append(f"last error: {status.last_error}")
+    lines += [f"ALERT: {alert}" for alert in status.alerts]
     rows = [("PREFIX", "KERNEL", "VERDICT", "IN FRR", "ADVERTISED TO", "REASON")]
-    for item in status.get("prefixes", []):
-        kernel = ",".join(item.get("kernel_interfaces") or []) or (
-            "yes" if item.get("in_kernel") else "-"
-        )
+    for item in status.prefixes:
+        kernel = ",".join(item.kernel_interfaces) or ("yes" if item.in_kernel else "-")
         in_frr = "-"
-        if item.get("in_frr"):
-            in_frr = "gshut" if item.get("frr_graceful") else "yes"
-        peers = ",".join(item.get("advertised_to") or []) or "-"
-        rows.append(
-            (item["prefix"], kernel, item["verdict"], in_frr, peers, item.get("reason", ""))
-        )
+        if item.in_frr:
+            in_frr = "gshut" if item.frr_graceful else "yes"
+        peers = ",".join(item.advertised_to) or "-"
+        rows.append((item.prefix, kernel, item.verdict, in_frr, peers, item.reason))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         lines.append(
@@ -194,5 +268,5 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _seconds(value: Any) -> str:
+def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{float(value) * 1000:.1f} ms"

@@ -17,6 +17,7 @@ from frrctl.errors import UsageError
 from frrctl.policy import Drain, prefix_key
 from frrctl.status import (
     DaemonNotRunning,
+    DaemonStatus,
     OperatorState,
     format_status,
     host_prefix,
@@ -166,9 +167,10 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    status = request(args.state_dir, {"cmd": "status", "peers": not args.no_peers})
+    reply = request(args.state_dir, {"cmd": "status", "peers": not args.no_peers})
+    status = DaemonStatus.from_json(reply)
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps(status.to_json(), indent=2))
     else:
         print(format_status(status))
     return 0

@@ -1,10 +1,17 @@
-"""The one small driver interface, NAPALM style: read, compare, apply, verify.
+"""The one announcer interface, NAPALM style: read, compare, apply, verify.
 
 A driver only ever reconciles against what it reads back from FRR: `read()`
 asks the daemon, `reconcile()` diffs the desired set against that answer,
 applies the difference as one batch and reads again to verify. Drivers keep
 no announcement state of their own between calls, so a restarted FRR or a
 restarted frrctl converges the same way.
+
+The daemon calls only this interface, never a driver by name: `read` and
+`apply` are required; every optional capability (config_loaded, check_table,
+refresh, admit, redistribution_lost, min_metric, ...) is a method or attribute
+with a default that means "this back end cannot / need not", as NAPALM's
+NetworkDriver raises NotImplementedError or returns nothing. An announcer may
+be a composite (frrctl.frr.composite: BGP plus the OSPF admission gates).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import TypeVar
 import tenacity
 
 from frrctl.errors import FrrctlError
-from frrctl.policy import Announced, Plan, diff, prefix_key
+from frrctl.policy import Announced, Decision, Plan, PolicyConfig, diff, prefix_key
 from frrctl.pools import IPNetwork
 
 log = logging.getLogger(__name__)
@@ -81,10 +88,25 @@ class ReconcileResult:
     apply_seconds: float
 
 
+@dataclass(frozen=True)
+class AdmissionState:
+    """What an announcer that gates OSPF redistribution let through (for status)."""
+
+    daemons: tuple[str, ...] = ()  # e.g. ("ospfd", "ospf6d"); () when no OSPF
+    blocked: frozenset[IPNetwork] = frozenset()
+    closed: bool = False  # only the admitted prefixes pass (near the maximum)
+
+
 class AnnounceDriver(abc.ABC):
     """Announces host prefixes through FRR; see the module docstring."""
 
     name: str = "abstract"
+    # The lowest kernel route metric this back end can announce (0: any). A
+    # staticd route only wins over a kernel route whose metric is >= 2 << 24.
+    min_metric: int = 0
+    # Whether what it announces reaches ospfd/ospf6d too (staticd routes that
+    # they redistribute): then no OSPF admission gate is composed with it.
+    carries_ospf: bool = False
 
     @abc.abstractmethod
     def read(self) -> dict[IPNetwork, bool]:
@@ -96,6 +118,41 @@ class AnnounceDriver(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the driver may be used again afterwards."""
+
+    # -- optional capabilities: the defaults say "nothing to do here" ----------
+    def expected(self, decision: Decision) -> Announced:
+        """What `read()` must show once `decision` is applied (default: its desired
+        set). An announcer that announces by redistribution alone returns {}."""
+        return decision.desired
+
+    def holding(self, read_back: Announced, last: Decision | None) -> Announced:
+        """What keeps its place under the maximum: by default what FRR answered."""
+        return read_back
+
+    def config_loaded(self) -> bool:
+        """Whether a restarted FRR has its configuration loaded (True: cannot tell)."""
+        return True
+
+    def check_table(self) -> TableCheck | None:
+        """bgpd's table against what is announced, after a zebra restart (None: no check)."""
+        return None
+
+    def refresh(self, prefixes: list[IPNetwork]) -> None:  # noqa: B027 - optional hook
+        """Make FRR resolve these announced prefixes again (after check_table)."""
+
+    def admit(self, decision: Decision, config: PolicyConfig) -> bool:
+        """Act on the whole decision it was made under `config` (not on a diff):
+        the OSPF admission gates. True if FRR changed."""
+        return False
+
+    def admission(self) -> AdmissionState:
+        """What `admit` let through, for status."""
+        return AdmissionState()
+
+    def redistribution_lost(self, desired: Announced) -> set[IPNetwork] | None:
+        """Desired prefixes a protocol daemon does not redistribute (ospf6d after a
+        zebra restart); None: this announcer has no such check."""
+        return None
 
     def compare(self, desired: Announced) -> Plan:
         return diff(desired, self.read())

@@ -1,15 +1,17 @@
-"""The daemon's decisions without FRR or a kernel: a fake driver, built snapshots."""
+"""The daemon's decisions without FRR or a kernel: the reconciler with a fake
+announcer and built snapshots; the loop (Daemon) with a fake watcher."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter, tune_gc
+from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter, Reconciler, tune_gc
+from frrctl.daemon.report import build_status
 from frrctl.errors import FrrctlError, UsageError
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
 from frrctl.metrics import Metrics, resync_kind
@@ -17,6 +19,7 @@ from frrctl.policy import Drain, KernelRoute, Plan, parse_prefix
 from frrctl.pools import IPNetwork, Pools
 from frrctl.status import (
     DaemonNotRunning,
+    DaemonStatus,
     OperatorState,
     format_status,
     host_prefix,
@@ -27,6 +30,20 @@ from frrctl.status import (
 from frrctl.watch import KernelSnapshot
 
 P = parse_prefix
+
+# The status reply's keys, in order, as `frrctl status --json` has always printed them.
+STATUS_KEYS = [
+    "host", "driver", "bridge", "frr_up", "frr_daemons_down", "drain", "held", "max_prefixes",
+    "require_neighbor", "announced_count", "frr_state_verified", "kernel_view_ok",
+    "kernel_view_mismatches", "kernel_defaults_missing", "defaults_reinstalls",
+    "bfd_sessions_lost", "bfd_repairs", "ospf6_not_redistributed", "healthy", "ospf_daemons",
+    "ospf_blocked", "ospf_admission", "alerts", "last_error", "last_batch",
+    "last_batch_seconds", "netlink_generation", "bridge_up", "prefixes",
+]  # fmt: skip
+PREFIX_KEYS = [
+    "prefix", "verdict", "reason", "announce", "graceful", "in_kernel", "kernel_interfaces",
+    "in_frr", "frr_graceful", "advertised_to",
+]  # fmt: skip
 
 
 class FakeDriver(AnnounceDriver):
@@ -88,111 +105,132 @@ def snap(*routes: tuple[str, str], generation: int = 1) -> KernelSnapshot:
     )
 
 
+class Clock:
+    """The reconciler's injected clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rec(tmp_path: Path) -> Reconciler:
+    r = Reconciler(settings(tmp_path), FakeDriver(), Metrics(), clock=Clock())
+    r.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("203.0.113.5/32", "cloudbr0"))
+    return r
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Daemon:
     d = Daemon(settings(tmp_path), driver=FakeDriver(), metrics=Metrics())
-    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("203.0.113.5/32", "cloudbr0"))
+    d.rec.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("203.0.113.5/32", "cloudbr0"))
     return d
 
 
-def fake(d: Daemon) -> FakeDriver:
-    assert isinstance(d.driver, FakeDriver)
-    return d.driver
+def fake(r: Reconciler | Daemon) -> FakeDriver:
+    assert isinstance(r.announcer, FakeDriver)
+    return r.announcer
 
 
-def test_pass_announces_only_policy_approved(daemon: Daemon) -> None:
-    assert daemon.reconcile()
-    assert fake(daemon).state == {P("192.0.2.30/32"): False}
-    assert daemon.frr_up and not daemon.pending
+def status_of(r: Reconciler) -> DaemonStatus:
+    return build_status(r, r.frr_state or {}, set(), {})
+
+
+def test_pass_announces_only_policy_approved(rec: Reconciler) -> None:
+    assert rec.reconcile()
+    assert fake(rec).state == {P("192.0.2.30/32"): False}
+    assert rec.frr_up and not rec.pending
     # nothing changed: no batch, no write to FRR
-    daemon.frr_state = None
-    assert daemon.reconcile() and len(fake(daemon).applied) == 1
+    rec.frr_state = None
+    assert rec.reconcile() and len(fake(rec).applied) == 1
 
 
-def test_stale_prefix_in_frr_is_withdrawn_valid_one_kept(daemon: Daemon) -> None:
-    fake(daemon).state = {P("192.0.2.30/32"): False, P("192.0.2.40/32"): False}
-    assert daemon.reconcile()
-    (plan,) = fake(daemon).applied
+def test_stale_prefix_in_frr_is_withdrawn_valid_one_kept(rec: Reconciler) -> None:
+    fake(rec).state = {P("192.0.2.30/32"): False, P("192.0.2.40/32"): False}
+    assert rec.reconcile()
+    (plan,) = fake(rec).applied
     assert plan.withdraw == (P("192.0.2.40/32"),) and plan.announce == ()
 
 
-def test_frr_unavailable_is_retried_fast_never_raised(daemon: Daemon) -> None:
-    fake(daemon).fail = [FrrUnavailable("bgpd: cannot connect")]
-    assert not daemon.reconcile()
-    assert not daemon.frr_up and daemon.pending and daemon.frr_state is None
-    assert daemon.last_error and "cannot connect" in daemon.last_error
-    assert daemon.reconcile() and daemon.frr_up and daemon.last_error is None
+def test_frr_unavailable_is_retried_fast_never_raised(rec: Reconciler) -> None:
+    fake(rec).fail = [FrrUnavailable("bgpd: cannot connect")]
+    assert not rec.reconcile()
+    assert not rec.frr_up and rec.pending and rec.frr_state is None
+    assert rec.last_error and "cannot connect" in rec.last_error
+    assert rec.reconcile() and rec.frr_up and rec.last_error is None
 
 
-def test_half_applied_batch_is_noticed_and_completed(daemon: Daemon) -> None:
-    daemon.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
-    fake(daemon).partial = True
-    assert not daemon.reconcile()
-    assert daemon.frr_state is None  # FRR is re-read before the next batch
-    assert fake(daemon).state == {P("192.0.2.30/32"): False}
-    fake(daemon).partial = False
-    assert daemon.reconcile()
-    assert fake(daemon).state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
-    assert fake(daemon).applied[-1].announce == ((P("192.0.2.31/32"), False),)
+def test_half_applied_batch_is_noticed_and_completed(rec: Reconciler) -> None:
+    rec.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    fake(rec).partial = True
+    assert not rec.reconcile()
+    assert rec.frr_state is None  # FRR is re-read before the next batch
+    assert fake(rec).state == {P("192.0.2.30/32"): False}
+    fake(rec).partial = False
+    assert rec.reconcile()
+    assert fake(rec).state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
+    assert fake(rec).applied[-1].announce == ((P("192.0.2.31/32"), False),)
 
 
-def test_verify_mismatch_is_an_error(daemon: Daemon) -> None:
-    drv = fake(daemon)
+def test_verify_mismatch_is_an_error(rec: Reconciler) -> None:
+    drv = fake(rec)
     real_apply = drv.apply
 
     def lossy(plan: Plan) -> None:  # FRR accepts the change but does not keep it
         drv.applied.append(plan)
 
     drv.apply = lossy  # type: ignore[method-assign]
-    assert daemon.reconcile()  # applied; read back later, once the burst is over
-    assert daemon.unverified_since is not None
-    assert daemon.status(peers=False)["frr_state_verified"] is False
-    assert not daemon.verify()
-    assert daemon.last_error and "differs" in daemon.last_error and daemon.pending
-    assert daemon.frr_state == {}  # what FRR really holds
+    assert rec.reconcile()  # applied; read back later, once the burst is over
+    assert rec.unverified_since is not None
+    assert status_of(rec).frr_state_verified is False
+    assert not rec.verify()
+    assert rec.last_error and "differs" in rec.last_error and rec.pending
+    assert rec.frr_state == {}  # what FRR really holds
     drv.apply = real_apply  # type: ignore[method-assign]
-    assert daemon.reconcile() and daemon.verify()
+    assert rec.reconcile() and rec.verify()
     assert drv.state == {P("192.0.2.30/32"): False}
 
 
-def test_batches_are_verified_once_per_burst(daemon: Daemon) -> None:
-    drv = fake(daemon)
-    assert daemon.reconcile()
+def test_batches_are_verified_once_per_burst(rec: Reconciler) -> None:
+    drv = fake(rec)
+    assert rec.reconcile()
     reads = drv.reads
-    daemon.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
-    assert daemon.reconcile()
+    rec.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    assert rec.reconcile()
     assert drv.reads == reads  # diffed against the expected state, no read in the burst
-    assert daemon.verify() and drv.reads == reads + 1 and daemon.unverified_since is None
+    assert rec.verify() and drv.reads == reads + 1 and rec.unverified_since is None
 
 
-def test_unexpected_exception_does_not_end_the_loop(daemon: Daemon) -> None:
-    fake(daemon).fail = [RuntimeError("bug")]
-    assert not daemon.reconcile()
-    assert daemon.pending and daemon.next_attempt > 0
+def test_unexpected_exception_does_not_end_the_loop(rec: Reconciler) -> None:
+    fake(rec).fail = [RuntimeError("bug")]
+    assert not rec.reconcile()
+    assert rec.pending and rec.next_attempt > 0
 
 
-def test_maximum_keeps_announced_and_alerts(daemon: Daemon) -> None:
+def test_maximum_keeps_announced_and_alerts(rec: Reconciler) -> None:
     routes = [(f"192.0.2.{i}/32", "cloudbr0") for i in range(40, 46)]
-    fake(daemon).state = {P("192.0.2.45/32"): False}
-    daemon.snapshot = snap(*routes)
-    assert daemon.reconcile()
-    assert P("192.0.2.45/32") in fake(daemon).state and len(fake(daemon).state) == 3
-    assert daemon.decision is not None and daemon.decision.alerts
+    fake(rec).state = {P("192.0.2.45/32"): False}
+    rec.snapshot = snap(*routes)
+    assert rec.reconcile()
+    assert P("192.0.2.45/32") in fake(rec).state and len(fake(rec).state) == 3
+    assert rec.decision is not None and rec.decision.alerts
 
 
 def test_operator_state_drain_and_hold(daemon: Daemon, tmp_path: Path) -> None:
     state_dir = daemon.settings.state_dir
     update_operator(state_dir, lambda s: OperatorState(Drain.GRACEFUL, s.held))
     daemon._reload_operator("test")
-    assert daemon.reconcile()
+    assert daemon.rec.reconcile()
     assert fake(daemon).state == {P("192.0.2.30/32"): True}
     update_operator(state_dir, lambda s: OperatorState(Drain.NONE, frozenset({P("192.0.2.30/32")})))
     daemon._reload_operator("test")
-    assert daemon.reconcile() and fake(daemon).state == {}
+    assert daemon.rec.reconcile() and fake(daemon).state == {}
     status = daemon.status(peers=False)
-    item = {i["prefix"]: i for i in status["prefixes"]}["192.0.2.30/32"]
-    assert item["verdict"] == "held" and item["in_kernel"] and not item["in_frr"]
-    assert status["held"] == ["192.0.2.30/32"]
+    item = {i.prefix: i for i in status.prefixes}["192.0.2.30/32"]
+    assert item.verdict == "held" and item.in_kernel and not item.in_frr
+    assert status.held == ["192.0.2.30/32"]
 
 
 def test_corrupt_operator_state_keeps_the_previous(daemon: Daemon) -> None:
@@ -201,26 +239,29 @@ def test_corrupt_operator_state_keeps_the_previous(daemon: Daemon) -> None:
     daemon._reload_operator("test")
     (state_dir / "operator.json").write_text("{not json")
     daemon._reload_operator("test")
-    assert daemon.operator.drain is Drain.WITHDRAW
+    assert daemon.rec.operator.drain is Drain.WITHDRAW
     with pytest.raises(FrrctlError, match="invalid operator state"):
         load_operator(state_dir)
 
 
 def test_status_lists_every_candidate_with_reason(daemon: Daemon) -> None:
-    daemon.reconcile()
+    daemon.rec.reconcile()
     status = daemon.status(peers=False)
-    items = {i["prefix"]: i for i in status["prefixes"]}
-    assert items["203.0.113.5/32"]["verdict"] == "outside-pools"
-    assert items["203.0.113.5/32"]["reason"] == "address is outside the host's pools"
-    assert items["192.0.2.30/32"]["in_frr"] and items["192.0.2.30/32"]["kernel_interfaces"] == [
+    items = {i.prefix: i for i in status.prefixes}
+    assert items["203.0.113.5/32"].verdict == "outside-pools"
+    assert items["203.0.113.5/32"].reason == "address is outside the host's pools"
+    assert items["192.0.2.30/32"].in_frr and items["192.0.2.30/32"].kernel_interfaces == [
         "cloudbr0"
     ]
     text = format_status(status)
     assert "outside-pools" in text and "192.0.2.30/32" in text
     assert "OSPF" not in text  # a BGP-only host
-    ospf = {**status, "ospf_daemons": ["ospfd"], "ospf_admission": "closed"}
+    ospf = dataclasses.replace(status, ospf_daemons=["ospfd"], ospf_admission="closed")
     assert "OSPF (ospfd): admission closed  blocked 0" in format_status(ospf)
-    json.dumps(status)  # serialisable as is
+    # the JSON the control socket sends: the keys tests and the lab read, stable
+    wire = json.loads(json.dumps(daemon.handle({"cmd": "status", "peers": False})))
+    assert list(wire) == STATUS_KEYS and list(wire["prefixes"][0]) == PREFIX_KEYS
+    assert DaemonStatus.from_json(wire) == status
 
 
 def test_control_handle_reload_and_unknown(daemon: Daemon) -> None:
@@ -312,42 +353,43 @@ def test_overlapped_batch_failure_is_collected_and_frr_read_again(tmp_path: Path
     """With `overlap` a worker applies the batch while the loop goes on; its
     failure surfaces when collected, exactly like a failed inline pass."""
     d = Daemon(settings(tmp_path, overlap=True), driver=FakeDriver(), metrics=Metrics())
-    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
+    r = d.rec
+    r.snapshot = snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0"))
     fake(d).partial = True
-    assert d.reconcile()  # handed to the worker
-    assert d.inflight is not None
-    assert not d._collect(wait=True)
-    assert d.inflight is None and d.frr_state is None and d.pending
-    assert d.last_error and "refused" in d.last_error
+    assert r.reconcile()  # handed to the worker
+    assert r.inflight is not None
+    assert not r.collect(wait=True)
+    assert r.inflight is None and r.frr_state is None and r.pending
+    assert r.last_error and "refused" in r.last_error
     fake(d).partial = False
-    d.next_attempt = 0.0
-    assert d.reconcile() and d._collect(wait=True)
+    r.next_attempt = 0.0
+    assert r.reconcile() and r.collect(wait=True)
     assert fake(d).state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
-    assert d.last_batch_seconds is not None and d.last_plan == "+1 -0 =1"
+    assert r.last_batch_seconds is not None and r.last_plan == "+1 -0 =1"
     # a second batch waits for the first: never two in flight
-    d.snapshot = snap(("192.0.2.30/32", "cloudbr0"))
-    d.changed = None
-    assert d.reconcile() and d._collect(wait=True)
+    r.snapshot = snap(("192.0.2.30/32", "cloudbr0"))
+    r.changed = None
+    assert r.reconcile() and r.collect(wait=True)
     assert fake(d).state == {P("192.0.2.30/32"): False}
 
 
-def test_restarted_bgpd_gets_no_batch_until_its_config_is_loaded(daemon: Daemon) -> None:
+def test_restarted_bgpd_gets_no_batch_until_its_config_is_loaded(rec: Reconciler) -> None:
     """A commit landing while `vtysh -b` still loads bgpd's config would be undone
     by the load's final commit: drivers that can tell make the pass wait."""
     loaded = [False]
-    fake(daemon).config_loaded = lambda: loaded[0]  # type: ignore[attr-defined]
-    daemon.config_wait_until = time.monotonic() + 30
-    assert not daemon.reconcile()
-    assert fake(daemon).reads == 0 and not fake(daemon).applied and daemon.pending
-    assert daemon.last_error is None  # waiting is not a failure
+    fake(rec).config_loaded = lambda: loaded[0]  # type: ignore[method-assign]
+    rec.config_wait_until = rec.clock() + 30
+    assert not rec.reconcile()
+    assert fake(rec).reads == 0 and not fake(rec).applied and rec.pending
+    assert rec.last_error is None  # waiting is not a failure
     loaded[0] = True
-    assert daemon.reconcile() and fake(daemon).state == {P("192.0.2.30/32"): False}
-    assert daemon.config_wait_until == 0.0
+    assert rec.reconcile() and fake(rec).state == {P("192.0.2.30/32"): False}
+    assert rec.config_wait_until == 0.0
     # past the wait, a driver that never reports its config loaded is not waited for
     loaded[0] = False
-    daemon.config_wait_until = time.monotonic() - 1
-    daemon.frr_state = None
-    assert daemon.reconcile()
+    rec.config_wait_until = rec.clock() - 1
+    rec.frr_state = None
+    assert rec.reconcile()
 
 
 def test_tune_gc_freezes_the_startup_heap_and_keeps_cycles_collected() -> None:
@@ -424,7 +466,7 @@ def deaf(tmp_path: Path) -> tuple[Daemon, FakeWatcher]:
     watcher = FakeWatcher()
     d = Daemon(settings(tmp_path), driver=FakeDriver(), watcher=watcher, metrics=Metrics())  # type: ignore[arg-type]
     d._new_snapshot(snap(("192.0.2.30/32", "cloudbr0")))
-    assert d.reconcile() and d.verify()
+    assert d.rec.reconcile() and d.rec.verify()
     return d, watcher
 
 
@@ -446,10 +488,10 @@ def test_a_lost_event_is_confirmed_before_acting(deaf: tuple[Daemon, FakeWatcher
     d, watcher = deaf
     watcher.audits = [lost(1), clean_audit()]  # in flight at the first check, then heard
     d._check_liveness(100.0)
-    assert d.next_liveness == 100.0 + d.settings.liveness_confirm  # checked again soon
+    assert d.rec.liveness.next_at == 100.0 + d.settings.liveness_confirm  # checked again soon
     d._check_liveness(101.0)
-    assert watcher.resyncs == 0 and d.kernel_view_ok and d.kernel_view_mismatches == 0
-    assert d.next_liveness == 101.0 + d.settings.liveness_interval
+    assert watcher.resyncs == 0 and d.rec.liveness.ok and d.rec.liveness.mismatches == 0
+    assert d.rec.liveness.next_at == 101.0 + d.settings.liveness_interval
 
 
 def test_deaf_watcher_is_caught_resynced_and_shown_unhealthy(
@@ -457,27 +499,27 @@ def test_deaf_watcher_is_caught_resynced_and_shown_unhealthy(
 ) -> None:
     d, watcher = deaf
     status = d.status(peers=False)
-    assert status["healthy"] and status["frr_state_verified"] and status["kernel_view_ok"]
+    assert status.healthy and status.frr_state_verified and status.kernel_view_ok
     watcher.audits = [lost(1), lost(1)]  # the same difference twice: confirmed
     d._check_liveness(100.0)
     d._check_liveness(101.0)
-    assert watcher.resyncs == 1 and d.kernel_view_mismatches == 1
+    assert watcher.resyncs == 1 and d.rec.liveness.mismatches == 1
     assert d.metrics.kernel_view_mismatches._value.get() == 1
     status = d.status(peers=False)
-    assert status["kernel_view_ok"] is False and status["healthy"] is False
-    assert status["frr_state_verified"] is False
+    assert status.kernel_view_ok is False and status.healthy is False
+    assert status.frr_state_verified is False
     assert "UNHEALTHY" in format_status(status)
     assert d._sel.get_key(watcher.sock).data == "netlink"  # the resynced socket is heard
     d._check_liveness(102.0)  # the resync cured it: healthy again
-    assert d.kernel_view_ok and d.status(peers=False)["frr_state_verified"]
+    assert d.rec.liveness.ok and d.status(peers=False).frr_state_verified
     # it keeps happening (twice within 10 minutes): unhealthy although each resync cured it
     watcher.audits = [lost(2), lost(2), clean_audit(), clean_audit()]
     for now in (200.0, 201.0, 202.0, 212.0):
         d._check_liveness(now)
-    assert d.kernel_view_mismatches == 2 and not d.kernel_view_ok
-    assert not d.status(peers=False)["healthy"]
+    assert d.rec.liveness.mismatches == 2 and not d.rec.liveness.ok
+    assert not d.status(peers=False).healthy
     d._check_liveness(800.0)  # a quiet 10 minutes later
-    assert d.kernel_view_ok
+    assert d.rec.liveness.ok
 
 
 def test_kernel_view_check_failure_is_logged_not_raised(deaf: tuple[Daemon, FakeWatcher]) -> None:
@@ -485,8 +527,8 @@ def test_kernel_view_check_failure_is_logged_not_raised(deaf: tuple[Daemon, Fake
     watcher.audits = [OSError("netlink: no buffer"), None]
     d._check_liveness(100.0)
     d._check_liveness(110.0)  # None: dump interrupted, inconclusive
-    assert watcher.resyncs == 0 and d.kernel_view_ok
-    assert d.next_liveness == 110.0 + d.settings.liveness_confirm
+    assert watcher.resyncs == 0 and d.rec.liveness.ok
+    assert d.rec.liveness.next_at == 110.0 + d.settings.liveness_confirm
 
 
 # -- issue 10, 4.2: every pending timer bounds the loop's sleep --
@@ -502,15 +544,20 @@ def test_loop_timeout_takes_the_earliest_pending_timer() -> None:
     assert loop_timeout(100.0, verify=90.0, repair=101.0) == 0.0  # overdue: no sleep
 
 
-def test_idle_daemon_wakes_for_the_repair_after_a_zebra_restart(daemon: Daemon) -> None:
-    assert daemon.reconcile() and daemon.verify()  # idle: nothing pending, verify 30 s away
-    now = time.monotonic()
-    daemon.next_liveness = now + 60
-    assert daemon._timeout(now) > 25
-    daemon.repair_until, daemon.next_repair = now + 40, now + 1  # zebra came back
-    assert daemon._timeout(now) == pytest.approx(1.0, abs=0.01)
-    daemon.frr_up = False  # FRR away: the probe interval rules
-    assert daemon._timeout(now) == daemon.settings.probe_interval
+def test_idle_daemon_wakes_for_the_repair_after_a_zebra_restart(rec: Reconciler) -> None:
+    clock = rec.clock
+    assert rec.reconcile() and rec.verify()  # idle: nothing pending, verify 30 s away
+    now = clock()
+    rec.liveness.next_at = now + 60
+    assert rec.timeout(now, probing=False) == pytest.approx(30.0)
+    rec.frr_back(["zebra"])  # zebra came back: the repair window opens
+    rec.collect(wait=True)
+    assert rec.pending and rec.repair_until == now + 40
+    rec.pending = False
+    assert rec.timeout(now, probing=False) == pytest.approx(1.0)
+    assert not rec.repair_due(now) and rec.repair_due(now + 1) and rec.next_repair == now + 2
+    rec.frr_up = False  # FRR away: the probe interval rules
+    assert rec.timeout(now, probing=False) == rec.settings.probe_interval
 
 
 # -- issue 10, 4.3: bgpd's best default route missing from the kernel --
@@ -521,25 +568,27 @@ def test_missing_default_is_confirmed_then_reinstalled_once_per_cooldown(
 ) -> None:
     best = {4, 6}
     sent: list[int] = []
-    monkeypatch.setattr(daemon, "_bgp_best_defaults", lambda: set(best))
+    monkeypatch.setattr(daemon.repairs, "best_defaults", lambda _bgpd: set(best))
     monkeypatch.setattr(daemon.monitor.clients["bgpd"], "run", lambda cmds: sent.append(1) or [])
     monkeypatch.setattr(type(daemon.monitor.clients["bgpd"]), "connected", property(lambda _: True))
-    monkeypatch.setattr(daemon, "_register_monitor", lambda: None)
-    daemon._check_defaults(100.0, frozenset({6}))  # IPv4 missing once: may be in flight
-    assert not sent and daemon.defaults_missing == frozenset()
-    daemon._check_defaults(101.0, frozenset({6}))  # twice: act
-    assert sent == [1] and daemon.defaults_missing == {4} and daemon.defaults_reinstalls == 1
-    assert daemon.status(peers=False)["healthy"] is False
-    daemon._check_defaults(101.5, frozenset({6}))  # within the cooldown: no second command
+    monkeypatch.setattr(daemon.repairs, "reregister", lambda: None)
+    daemon.repairs.defaults(100.0, frozenset({6}))  # IPv4 missing once: may be in flight
+    assert not sent and daemon.rec.defaults.missing == frozenset()
+    daemon.repairs.defaults(101.0, frozenset({6}))  # twice: act
+    assert (
+        sent == [1] and daemon.rec.defaults.missing == {4} and daemon.rec.defaults.reinstalls == 1
+    )
+    assert daemon.status(peers=False).healthy is False
+    daemon.repairs.defaults(101.5, frozenset({6}))  # within the cooldown: no second command
     assert sent == [1]
-    daemon._check_defaults(103.5, frozenset({6}))
+    daemon.repairs.defaults(103.5, frozenset({6}))
     assert sent == [1, 1]
-    daemon._check_defaults(104.5, frozenset({4, 6}))  # back
-    assert daemon.defaults_missing == frozenset()
+    daemon.repairs.defaults(104.5, frozenset({4, 6}))  # back
+    assert daemon.rec.defaults.missing == frozenset()
     best.clear()  # bgpd has no default (session down): nothing to repair
-    daemon._check_defaults(110.0, frozenset())
-    daemon._check_defaults(111.0, frozenset())
-    assert sent == [1, 1] and daemon.defaults_missing == frozenset()
+    daemon.repairs.defaults(110.0, frozenset())
+    daemon.repairs.defaults(111.0, frozenset())
+    assert sent == [1, 1] and daemon.rec.defaults.missing == frozenset()
 
 
 def test_bfd_sessions_lost_are_established_bfd_neighbours_bfdd_lacks() -> None:
@@ -554,3 +603,201 @@ def test_bfd_sessions_lost_are_established_bfd_neighbours_bfdd_lacks() -> None:
     peers = [{"peer": "2001:db8:fffe::3", "status": "up"}]
     assert bfd_sessions_lost(neighbors, peers) == {"198.18.0.3"}
     assert bfd_sessions_lost(neighbors, [*peers, {"peer": "198.18.0.3"}]) == set()
+
+
+# -- the announcer interface, the registry and the reconciler's clock ---------------
+
+
+class FakeGate:
+    """An OSPF gate as the admission announcer sees it."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.daemon = {4: "ospfd", 6: "ospf6d"}[version]
+        self.calls: list[tuple[set[IPNetwork], bool, set[IPNetwork] | None]] = []
+        self.redistributing: set[IPNetwork] = set()
+        self.closed = 0
+
+    def reconcile(
+        self, blocked: set[IPNetwork], drain: bool, admitted: set[IPNetwork] | None = None
+    ) -> bool:
+        self.calls.append((set(blocked), drain, None if admitted is None else set(admitted)))
+        return True
+
+    def redistributed(self) -> set[IPNetwork]:
+        return self.redistributing
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_ospf_only_host_decides_through_the_admission_announcer(tmp_path: Path) -> None:
+    from frrctl.frr.composite import OspfAdmission
+
+    gates = [FakeGate(4), FakeGate(6)]
+    announcer = OspfAdmission(gates)  # type: ignore[arg-type]
+    r = Reconciler(settings(tmp_path, runs_bgp=False, max_prefixes=3), announcer, Metrics())
+    r.snapshot = snap(*[(f"192.0.2.{i}/32", "cloudbr0") for i in (30, 31, 32, 33)])
+    assert r.reconcile() and r.frr_state == {}  # nothing to apply: OSPF redistributes
+    blocked, drain, admitted = gates[0].calls[-1]
+    assert len(blocked) == 1 and not drain  # one over the maximum: blocked in ospfd
+    assert admitted is not None and len(admitted) == 3  # at the maximum: admission closed
+    status = status_of(r)
+    assert status.ospf_daemons == ["ospfd", "ospf6d"] and status.ospf_admission == "closed"
+    assert status.ospf_blocked == [str(next(iter(blocked)))]
+    # what the last pass let through keeps its place under the maximum
+    r.snapshot = snap(*[(f"192.0.2.{i}/32", "cloudbr0") for i in (29, 30, 31, 32, 33)])
+    r.changed = None
+    assert r.reconcile() and set(r.decision.desired) == admitted  # type: ignore[union-attr]
+    # after a zebra restart ospf6d's lost redistribution is confirmed, then alerted
+    r.snapshot = snap(("2001:db8:100::80/128", "cloudbr0"))
+    r.changed = None
+    assert r.reconcile()
+    r.check_ospf6()
+    assert not r.ospf6.confirmed  # once: may be in flight
+    r.check_ospf6()
+    assert r.ospf6.confirmed == {P("2001:db8:100::80/128")}
+    assert status_of(r).ospf6_not_redistributed == ["2001:db8:100::80/128"]
+    assert not status_of(r).healthy
+    r.frr_changed()  # FRR restarts: the gates reconnect
+    assert gates[0].closed == 1
+
+
+def test_composite_sends_diffs_to_bgp_and_decisions_to_ospf(tmp_path: Path) -> None:
+    from frrctl.frr.composite import Composite, OspfAdmission
+
+    gate = FakeGate(4)
+    bgp = FakeDriver()
+    announcer = Composite(bgp, OspfAdmission([gate]))  # type: ignore[list-item]
+    assert announcer.name == "fake" and announcer.min_metric == 0
+    r = Reconciler(settings(tmp_path, ospf_versions=(4,)), announcer, Metrics())
+    r.snapshot = snap(("192.0.2.30/32", "cloudbr0"))
+    update_operator(r.settings.state_dir, lambda s: OperatorState(Drain.WITHDRAW, s.held))
+    r.set_operator(load_operator(r.settings.state_dir))
+    assert r.reconcile() and bgp.state == {} and gate.calls[-1][1] is True  # drained both
+
+
+def test_registry_knows_every_back_end_by_name(tmp_path: Path) -> None:
+    from frrctl.frr import registry
+    from frrctl.frr.composite import Composite, OspfAdmission
+    from frrctl.frr.staticd import StaticdDriver
+    from frrctl.frr.vtysh import VtyshDriver
+    from frrctl.policy import STATIC_MIN_METRIC
+
+    spec = registry.AnnouncerSpec(bridge="cloudbr0", vty_dir=tmp_path, asn=64512)
+    assert isinstance(registry.make_announcer("vtysh", spec), VtyshDriver)
+    static = registry.make_announcer("grpc-static", spec)
+    assert isinstance(static, StaticdDriver) and static.min_metric == STATIC_MIN_METRIC
+    both = registry.make_announcer("vtysh", dataclasses.replace(spec, ospf_versions=(4, 6)))
+    assert isinstance(both, Composite) and both.admission().daemons == ("ospfd", "ospf6d")
+    ospf_only = dataclasses.replace(spec, runs_bgp=False, ospf_versions=(6,), asn=None)
+    assert isinstance(registry.make_announcer("vtysh", ospf_only), OspfAdmission)
+    # staticd's routes reach ospfd/ospf6d too: no OSPF gate is composed with it
+    carried = registry.make_announcer("grpc-static", ospf_only)
+    assert isinstance(carried, StaticdDriver) and carried.carries_ospf
+    both = registry.make_announcer("grpc-static", dataclasses.replace(spec, ospf_versions=(4,)))
+    assert isinstance(both, StaticdDriver)
+    assert registry.uses_grpc("grpc") and not registry.uses_grpc("vtysh")
+    with pytest.raises(UsageError, match="unknown driver 'nope' \\(vtysh, grpc, grpc-static\\)"):
+        registry.make_announcer("nope", spec)
+    with pytest.raises(UsageError, match="needs the host's asn"):
+        registry.make_announcer("vtysh", dataclasses.replace(spec, asn=None))
+    # the daemon's policy takes the announcer's minimum metric
+    r = Reconciler(settings(tmp_path), static, Metrics())
+    assert r.policy_config().min_metric == STATIC_MIN_METRIC
+
+
+def test_backoff_and_verify_timers_follow_the_injected_clock(rec: Reconciler) -> None:
+    clock = rec.clock
+    assert isinstance(clock, Clock)
+    fake(rec).fail = [DriverError("bgpd: % Unknown command")]
+    assert not rec.reconcile()
+    retry_at = rec.next_attempt
+    assert clock.now < retry_at <= clock.now + 0.3
+    rec.maybe_pass(retry_at - 0.01, bgpd_down=False)
+    assert rec.pending  # not yet: the backoff holds it
+    clock.now = retry_at
+    rec.maybe_pass(clock.now, bgpd_down=False)
+    assert not rec.pending and rec.unverified_since == clock.now
+    rec.liveness.next_at = clock.now + 100
+    assert rec.timeout(clock.now, probing=False) == pytest.approx(0.5)  # read back after a burst
+    clock.now += 0.5
+    reads = fake(rec).reads
+    rec.timed(clock.now)
+    assert rec.unverified_since is None and fake(rec).reads == reads + 1
+    clock.now += 30  # idle: the periodic verify re-reads FRR
+    rec.timed(clock.now)
+    assert rec.pending and rec.frr_state is None
+
+
+def test_table_repair_refreshes_what_bgpd_lacks_twice_in_a_row(rec: Reconciler) -> None:
+    from frrctl.frr.base import TableCheck
+
+    refreshed: list[list[IPNetwork]] = []
+    missing = [P("192.0.2.30/32")]
+    fake(rec).check_table = lambda: TableCheck(missing=list(missing))  # type: ignore[method-assign]
+    fake(rec).refresh = refreshed.append  # type: ignore[method-assign]
+    assert rec.reconcile()
+    rec.repair()
+    assert not refreshed  # once: bgpd may still be resolving it
+    rec.repair()
+    assert refreshed == [[P("192.0.2.30/32")]] and rec.pending and rec.frr_state is None
+
+
+def test_bfd_repair_is_confirmed_and_retried_every_bfd_repair_retry() -> None:
+    from frrctl.daemon import BFD_REPAIR_RETRY
+    from frrctl.daemon.checks import BfdRepair
+
+    bfd = BfdRepair()
+    assert bfd.observe(100.0, {"198.18.0.3"}) == []  # once: may be in flight
+    assert bfd.observe(101.0, {"198.18.0.3"}) == ["198.18.0.3"]
+    bfd.repaired(101.0, "198.18.0.3")
+    assert bfd.observe(102.0, {"198.18.0.3"}) == []  # repaired just now
+    assert bfd.observe(101.0 + BFD_REPAIR_RETRY, {"198.18.0.3"}) == ["198.18.0.3"]
+    assert bfd.observe(200.0, set()) == [] and bfd.lost == set() and bfd.repairs == 1
+
+
+def test_daemon_package_shape() -> None:
+    """No import cycle among frrctl's modules, no class over 400 lines, and no
+    driver name or capability probe in the daemon."""
+    import ast
+    import importlib.util
+
+    root = Path(importlib.util.find_spec("frrctl").origin).parent  # type: ignore[arg-type, union-attr]
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if "_proto" in path.parts:
+            continue
+        rel = path.relative_to(root.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in tree.body:  # module-level imports only: lazy ones cannot cycle at import
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("frrctl"):
+                # `from frrctl.daemon import bgpvty` imports the module frrctl.daemon.bgpvty
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    is_module = (root.parent / sub.replace(".", "/")).with_suffix(".py").exists()
+                    deps.add(sub if is_module else str(node.module))
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("frrctl")}
+        graph[name] = deps
+        if name.startswith("frrctl.daemon"):
+            for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+                assert (cls.end_lineno or 0) - cls.lineno < 400, f"{name}.{cls.name}"
+            text = path.read_text()
+            for banned in ("settings.driver ==", "getattr(self.driver", "NoBgp", "_ospf_pass"):
+                assert banned not in text, f"{name}: {banned}"
+
+    def cycle(node: str, stack: list[str]) -> list[str] | None:
+        if node in stack:
+            return [*stack[stack.index(node) :], node]
+        for dep in sorted(graph.get(node, ())):
+            found = cycle(dep, [*stack, node])
+            if found:
+                return found
+        return None
+
+    daemon = [n for n in graph if n.startswith(("frrctl.daemon", "frrctl.frr", "frrctl.status"))]
+    for name in daemon:
+        assert cycle(name, []) is None, " -> ".join(cycle(name, []) or [])

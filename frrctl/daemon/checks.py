@@ -1,0 +1,157 @@
+"""The repair windows' decisions, pure: each check is fed what was read (and the
+time) and says what to do. A difference must be seen twice in a row before it
+counts (an event, a route or a session may just be in flight); repairs keep a
+cooldown. The reads and the repairs themselves are the loop's (thin I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from frrctl.pools import IPNetwork
+
+# Seconds between two repairs of the same neighbour's lost BFD session.
+BFD_REPAIR_RETRY = 10.0
+MISMATCH_WINDOW = 600.0  # two kernel view mismatches within this: unhealthy
+STALE_AFTER = 3.0  # a prefix leaves bgpd's table ~1 s after its gate closes
+
+
+def bfd_sessions_lost(neighbors: Mapping[str, Any], bfd_peers: list[Any]) -> set[str]:
+    """Established BGP neighbours with BFD configured that bfdd has no session
+    for (from `show bgp neighbors json` and `show bfd peers json`)."""
+    have = {str(p.get("peer")) for p in bfd_peers if isinstance(p, dict)}
+    return {
+        address
+        for address, info in neighbors.items()
+        if isinstance(info, dict)
+        and info.get("peerBfdInfo")
+        and info.get("bgpState") == "Established"
+        and address not in have
+    }
+
+
+@dataclass
+class Liveness:
+    """The kernel's routes against the watcher's view (see Daemon._check_liveness)."""
+
+    interval: float = 10.0
+    confirm: float = 1.0
+    next_at: float = 0.0
+    suspect: frozenset[Any] = frozenset()
+    ok: bool = True
+    mismatches: int = 0
+    times: list[float] = field(default_factory=list)  # of confirmed mismatches
+
+    def start(self, now: float, fast: bool) -> None:
+        """A check begins: the next one in `interval` (or `confirm` when `fast`)."""
+        self.next_at = now + (self.confirm if fast else self.interval)
+
+    def inconclusive(self, now: float) -> None:
+        self.next_at = now + self.confirm
+
+    def observe(self, now: float, differs: frozenset[Any]) -> bool:
+        """True when a difference is confirmed: the view must be resynced now."""
+        confirmed = differs & self.suspect
+        self.suspect = differs - confirmed
+        if not differs:
+            self.times = [t for t in self.times if now - t < MISMATCH_WINDOW]
+            self.ok = len(self.times) < 2
+            return False
+        self.next_at = now + self.confirm  # confirm it soon (or: the resync must cure it)
+        if not confirmed:
+            return False
+        self.mismatches += 1
+        self.times = [t for t in self.times if now - t < MISMATCH_WINDOW] + [now]
+        self.ok = False
+        self.suspect = frozenset()
+        return True
+
+
+@dataclass
+class DefaultsRepair:
+    """Default routes bgpd holds as best but the kernel lacks (a zebra restart)."""
+
+    cooldown: float = 2.0
+    suspect: frozenset[int] = frozenset()
+    missing: frozenset[int] = frozenset()  # confirmed
+    next_fix: float = 0.0
+    reinstalls: int = 0
+
+    def clear(self) -> None:
+        self.suspect = self.missing = frozenset()
+
+    def observe(self, now: float, best: Iterable[int], kernel: frozenset[int]) -> frozenset[int]:
+        """The IP versions to repair now (empty: none, or within the cooldown)."""
+        missing = frozenset(set(best) - kernel)
+        confirmed = missing & self.suspect
+        self.suspect = missing
+        self.missing = confirmed
+        if not confirmed or now < self.next_fix:
+            return frozenset()
+        self.next_fix = now + self.cooldown
+        self.reinstalls += 1
+        return confirmed
+
+
+@dataclass
+class BfdRepair:
+    """BGP neighbours whose BFD session bfdd lost; repaired every BFD_REPAIR_RETRY."""
+
+    retry: float = BFD_REPAIR_RETRY
+    suspect: set[str] = field(default_factory=set)
+    lost: set[str] = field(default_factory=set)  # confirmed
+    fixed_at: dict[str, float] = field(default_factory=dict)
+    repairs: int = 0
+
+    def observe(self, now: float, lost: set[str]) -> list[str]:
+        """The neighbours to repair now: confirmed, and not repaired within `retry`
+        (a repair made while bgpd still reconnects to zebra is lost too)."""
+        confirmed = lost & self.suspect
+        self.suspect = lost
+        self.lost = confirmed
+        return sorted(a for a in confirmed if now - self.fixed_at.get(a, -1e9) >= self.retry)
+
+    def repaired(self, now: float, address: str) -> None:
+        self.fixed_at[address] = now
+        self.repairs += 1
+
+
+@dataclass
+class Confirmed:
+    """A set of prefixes that counts once seen in two checks in a row."""
+
+    suspect: set[IPNetwork] = field(default_factory=set)
+    confirmed: set[IPNetwork] = field(default_factory=set)
+
+    def observe(self, seen: set[IPNetwork]) -> bool:
+        """True when the confirmed set changed to a non-empty one (alert on it)."""
+        confirmed = seen & self.suspect
+        self.suspect = seen
+        alert = bool(confirmed) and confirmed != self.confirmed
+        self.confirmed = confirmed
+        return alert
+
+
+@dataclass
+class TableRepair:
+    """Announced prefixes missing from bgpd's table (refresh when seen twice in a
+    row), and prefixes bgpd still announces that nobody can withdraw."""
+
+    suspect: set[IPNetwork] = field(default_factory=set)
+    stale_seen: dict[IPNetwork, float] = field(default_factory=dict)
+    stale_alerted: set[IPNetwork] = field(default_factory=set)
+
+    def to_refresh(self, missing: set[IPNetwork]) -> set[IPNetwork]:
+        fix = missing & self.suspect
+        self.suspect = missing - fix
+        return fix
+
+    def stale(self, now: float, stale: set[IPNetwork]) -> set[IPNetwork]:
+        """Stale prefixes to alert on now (still there STALE_AFTER later, and new)."""
+        self.stale_seen = {p: self.stale_seen.get(p, now) for p in stale}
+        confirmed = {p for p, since in self.stale_seen.items() if now - since >= STALE_AFTER}
+        if confirmed and confirmed != self.stale_alerted:
+            self.stale_alerted = confirmed
+            return confirmed
+        return set()
