@@ -1,0 +1,186 @@
+"""Every back end behind the one announcer interface, against real FRR rendered
+from an inventory: announce, withdraw, read back, apply idempotently, recover
+after a restart of the daemon that holds the announcements.
+
+BGP back ends (vtysh, grpc, grpc-static) are driven through read/apply/reconcile
+and checked in bgpd's own table; the OSPF admission (an OSPFv2 + OSPFv3 host)
+is driven through admit() with real policy decisions and checked in ospfd's and
+ospf6d's databases. Run the gRPC back ends with FRRCTL_FRR_GRPC set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from frrctl.frr.base import AnnounceDriver
+from frrctl.policy import Decision, Drain, KernelRoute, PolicyConfig, decide, parse_prefix
+from frrctl.pools import IPNetwork, Pools
+
+from .conftest import POOL4, POOL6, Host, wait_for
+
+pytestmark = [pytest.mark.lab]
+
+P = parse_prefix
+V4, V6 = P("192.0.2.30/32"), P("2001:db8:100::30/128")
+SECOND = P("192.0.2.31/32")
+
+
+def bgp_table(host: Host) -> dict[str, Any]:
+    """bgpd's local table: prefix -> its paths."""
+    out: dict[str, Any] = {}
+    for afi in ("ipv4", "ipv6"):
+        out |= json.loads(host.vtysh(f"show bgp {afi} unicast json") or "{}").get("routes", {})
+    return out
+
+
+def ospf_lsas(host: Host) -> set[str]:
+    """Live self-originated external prefixes in ospfd's and ospf6d's databases."""
+    live = set()
+    for line in host.vtysh("show ip ospf database").splitlines():
+        w = line.split()
+        if len(w) >= 7 and w[1] == "198.18.0.2" and w[5] in ("E1", "E2") and w[2] != "3600":
+            live.add(w[6])
+    for line in host.vtysh("show ipv6 ospf6 database").splitlines():
+        w = line.split()
+        mine = len(w) >= 6 and w[0] in ("Type7", "AS-Ext") and w[2] == "198.18.0.2"
+        if mine and w[3] != "3600":  # 3600: withdrawn (MaxAge)
+            live.add(w[5])
+    return live
+
+
+def config(held: frozenset[IPNetwork] = frozenset(), **kw: Any) -> PolicyConfig:
+    """OSPF: SECOND is always held (the BGP cases use it for the graceful flag)."""
+    base: dict[str, Any] = {"pools": Pools.parse([POOL4], [POOL6]), "max_prefixes": 100}
+    return PolicyConfig(held=held | {SECOND}, **(base | kw))
+
+
+def decision(cfg: PolicyConfig) -> Decision:
+    """The policy's decision over every kernel route the suite put on the bridge."""
+    routes = tuple(KernelRoute(p, "cloudbr0") for p in (V4, V6, SECOND))
+    return decide(routes, cfg, {}, frozenset())
+
+
+def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0) -> None:
+    """The protocol announces exactly `want` (of the prefixes this suite uses)."""
+    ours = {str(p) for p in (V4, V6, SECOND)}
+    have = bgp_table if host.backend.protocol == "bgp" else ospf_lsas
+    wanted = {str(p) for p in want}
+    last: set[str] = set()
+
+    def check() -> bool:
+        nonlocal last
+        last = set(have(host)) & ours
+        return last == wanted
+
+    try:
+        wait_for(f"{sorted(wanted)} announced", check, timeout)
+    except AssertionError:
+        raise AssertionError(f"announced {sorted(last)}, wanted {sorted(wanted)}") from None
+
+
+def bgp_only(host: Host) -> None:
+    if host.backend.protocol != "bgp":
+        pytest.skip("OSPF announces by redistribution: no read/apply of its own")
+
+
+@pytest.fixture(scope="module")
+def announcer(host: Host) -> AnnounceDriver:
+    for prefix in (V4, V6, SECOND):
+        host.add_route(str(prefix))
+    return host.announcer()
+
+
+def test_announce_reads_back_and_reaches_the_protocol(
+    host: Host, announcer: AnnounceDriver
+) -> None:
+    if host.backend.protocol == "bgp":
+        result = announcer.reconcile({V4: False, V6: False})
+        assert result.announced == {V4: False, V6: False} and result.plan
+        assert announcer.read() == {V4: False, V6: False}
+    else:
+        cfg = config()
+        assert announcer.admit(decision(cfg), cfg)
+        assert set(announcer.admission().daemons) == {"ospfd", "ospf6d"}
+    seen(host, {V4, V6}, timeout=20)  # ospf6d's update delay is 5 s
+
+
+def test_withdraw_reads_back_and_leaves_the_protocol(host: Host, announcer: AnnounceDriver) -> None:
+    if host.backend.protocol == "bgp":
+        announcer.reconcile({V6: False})
+        assert announcer.read() == {V6: False}
+    else:
+        cfg = config(held=frozenset({V4}))
+        assert announcer.admit(decision(cfg), cfg)
+        assert announcer.admission().blocked == {V4, SECOND}
+    seen(host, {V6}, timeout=20)
+
+
+def test_graceful_flag_reads_back(host: Host, announcer: AnnounceDriver) -> None:
+    """As a graceful drain sets it: on every prefix (the grpc gate marks all or none)."""
+    bgp_only(host)
+    announcer.reconcile({V6: True, SECOND: True})
+    assert announcer.read() == {V6: True, SECOND: True}
+    seen(host, {V6, SECOND})
+    announcer.reconcile({V6: False})
+    assert announcer.read() == {V6: False}
+    seen(host, {V6})
+
+
+def test_apply_is_idempotent(host: Host, announcer: AnnounceDriver) -> None:
+    if host.backend.protocol == "bgp":
+        state = {V6: False}
+        announcer.reconcile(state)
+        again = announcer.reconcile(state)
+        assert not again.plan and again.announced == state  # nothing to do: nothing applied
+        assert not announcer.compare(state)
+    else:
+        cfg = config(held=frozenset({V4}))
+        assert not announcer.admit(decision(cfg), cfg)  # the same decision: no change
+    seen(host, {V6})
+
+
+def test_drain_withdraws_everything_and_undrain_restores(
+    host: Host, announcer: AnnounceDriver
+) -> None:
+    if host.backend.protocol == "bgp":
+        announcer.reconcile({})
+        assert announcer.read() == {}
+        seen(host, set())
+        announcer.reconcile({V4: False, V6: False})
+    else:
+        drained = config(drain=Drain.WITHDRAW)
+        assert announcer.admit(decision(drained), drained)
+        seen(host, set(), timeout=20)
+        cfg = config()
+        assert announcer.admit(decision(cfg), cfg)
+    seen(host, {V4, V6}, timeout=20)
+
+
+def test_a_restarted_daemon_is_recovered_by_a_fresh_announcer(host: Host) -> None:
+    """The daemon holding the announcements restarts with the rendered config:
+    a new announcer (a restarted frrctl) reads what is left and restores it."""
+    daemons = {"vtysh": ["bgpd"], "grpc": ["bgpd"], "grpc-static": ["staticd"]}
+    for daemon in daemons.get(host.backend.name, ["ospfd", "ospf6d"]):
+        host.restart(daemon)
+    fresh = host.announcer()
+    if host.backend.protocol == "bgp":
+        wait_for("bgpd's config loaded", fresh.config_loaded)
+        wait_for("FRR answers", lambda: _reads(fresh))
+        assert fresh.read() != {V4: False, V6: False}  # the restart lost them
+        fresh.reconcile({V4: False, V6: False})
+        assert fresh.read() == {V4: False, V6: False}
+    else:
+        cfg = config()
+        assert fresh.admit(decision(cfg), cfg)  # the rendered boot gate was closed
+    seen(host, {V4, V6}, timeout=25)
+
+
+def _reads(announcer: AnnounceDriver) -> bool:
+    try:
+        announcer.read()
+    except Exception:
+        return False
+    return True
