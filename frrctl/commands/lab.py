@@ -10,6 +10,7 @@ from pathlib import Path
 
 from frrctl.errors import UsageError
 from frrctl.lab import runner, state
+from frrctl.lab.bench import bench_drivers, default_drivers
 from frrctl.lab.verify import collect, format_table
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "fleet.yaml"
@@ -95,15 +96,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = labsub.add_parser(
         "bench",
         help="FRR's native redistribution vs the frrctl daemon's drivers, in one run",
-        description="Builds a one-host bench lab (in STATE_DIR/bench) and measures, in turn, "
-        "native `redistribute kernel` and the frrctl daemon with each driver: one prefix "
-        "from the kernel to the ExaBGP peer (and its withdrawal), bulk sets until the peer "
-        "has them all, recovery after bgpd is killed, the daemon's memory. Prints a table "
-        "with each phase's ratio to native and writes JSON.",
+        description="Builds a bench lab (in STATE_DIR/bench: a BGP host and an OSPFv2+OSPFv3 "
+        "host behind the upstream, and the ExaBGP peer) and measures, in turn, native "
+        "`redistribute kernel` and the frrctl daemon with each driver: one prefix from the "
+        "kernel to the ExaBGP peer and its withdrawal (p50/p90); bulk sets until the peer has "
+        "them all; one more prefix on a host already holding N, with the NLRIs the upstream "
+        "receives per change and the daemon's memory there; recovery after bgpd is killed; "
+        "OSPFv2 and OSPFv3 announce and withdraw. Prints each figure with its ratio to "
+        "native; --json keeps every sample.",
     )
     p.add_argument("--samples", type=int, default=50, help="single-prefix samples (default 50)")
     p.add_argument(
-        "--bulk", type=int, nargs="+", default=[1000, 10000], help="bulk sizes (default 1000 10000)"
+        "--bulk", type=int, nargs="*", default=[1000, 10000], help="bulk sizes (default 1000 10000)"
     )
     p.add_argument(
         "--bulk-repeat",
@@ -112,23 +116,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="runs per bulk size; the median is reported (default 7)",
     )
+    drivers = bench_drivers()
     p.add_argument(
         "--drivers",
         nargs="*",
-        default=["vtysh", "vtysh+import-check", "grpc"],
-        choices=["vtysh", "vtysh+import-check", "grpc", "grpc-static"],
-        help="daemon drivers to measure (none: native)",
+        default=default_drivers(),
+        choices=list(drivers),
+        help=f"daemon drivers to measure (default: {' '.join(default_drivers())}; none: native)",
     )
     p.add_argument(
         "--held",
         type=int,
         nargs="*",
-        default=[],
+        default=[1000, 10000],
         metavar="N",
-        help="also time one more prefix on a host already announcing N (e.g. 1000 10000)",
+        help="time one more prefix on a host already announcing N (default 1000 10000)",
     )
     p.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="write the results as JSON to FILE"
+        "--held-samples",
+        type=int,
+        default=10,
+        metavar="N",
+        help="changes timed (and their NLRIs counted) per --held size (default 10)",
+    )
+    p.add_argument(
+        "--ospf-samples",
+        type=int,
+        default=10,
+        metavar="N",
+        help="OSPFv2 and OSPFv3 samples each (default 10; a withdrawal takes FRR 5-10 s)",
+    )
+    p.add_argument(
+        "--no-ospf", action="store_true", help="skip the OSPFv2/OSPFv3 announce and withdraw"
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write every sample as JSON to FILE"
     )
     p.set_defaults(func=cmd_bench)
 
@@ -223,11 +245,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from frrctl.lab.bench import format_table, run_bench
 
-    if args.bulk_repeat < 1 or args.samples < 1:
-        raise UsageError("--samples and --bulk-repeat must be at least 1")
+    if min(args.bulk_repeat, args.samples, args.held_samples, args.ospf_samples) < 1:
+        raise UsageError(
+            "--samples, --bulk-repeat, --held-samples and --ospf-samples must be at least 1"
+        )
+    if any(n < 1 for n in [*args.bulk, *args.held]):
+        raise UsageError("--bulk and --held sizes must be at least 1")
 
     def progress(text: str) -> None:
-        print(f"bench: {text}", flush=True)
+        print(f"bench: {time.strftime('%H:%M:%S')} {text}", flush=True)
 
     results = run_bench(
         args.state_dir / "bench",
@@ -237,12 +263,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=progress,
         bulk_repeat=args.bulk_repeat,
         held=tuple(args.held),
+        held_samples=args.held_samples,
+        ospf=not args.no_ospf,
+        ospf_samples=args.ospf_samples,
     )
     print(format_table(results))
     if args.json:
         args.json.write_text(json.dumps([r.summary() for r in results], indent=2))
         print(f"bench: results in {args.json}")
-    return 0
+    return 0 if not any(r.errors for r in results) else 1
 
 
 def cmd_down(args: argparse.Namespace) -> int:
