@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -389,4 +390,23 @@ def diff_touched(desired: Announced, announced: Announced, touched: Iterable[IPN
 
 def parse_prefix(text: str) -> IPNetwork:
     """A prefix as FRR prints it (`192.0.2.1/32`); a bare address is a host route."""
-    return parse_network(text.strip())
+    return canonical(parse_network(text.strip()))
+
+
+# One object per prefix while anything holds it: the watcher's routes, what
+# FRR was read to announce and the decisions share it. An ipaddress /32 costs
+# ~530 bytes (its address, a __dict__, a `hosts` closure); at 10,000 prefixes
+# the daemon held four copies of each, ~16 MB more than one.
+_CANONICAL: weakref.WeakValueDictionary[tuple[int, int, int], IPNetwork] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def canonical(prefix: IPNetwork) -> IPNetwork:
+    """The live object equal to `prefix` (`prefix` itself if there is none)."""
+    key = (prefix.version, int(prefix.network_address), prefix.prefixlen)
+    found = _CANONICAL.get(key)
+    if found is None:
+        _CANONICAL[key] = prefix
+        return prefix
+    return found

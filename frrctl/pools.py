@@ -14,6 +14,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,6 +35,22 @@ class _HashOnce:
             value: int = super().__hash__()
             cache["_hash"] = value
             return value
+
+    # ipaddress's __init__ stores a closure as `hosts` in every /31, /32, /127
+    # and /128 it makes (~130 bytes each; the daemon holds 10,000s of /32s).
+    # This data descriptor takes that assignment and answers the same when asked.
+    @property
+    def hosts(self) -> Any:
+        net: Any = self
+        if net.prefixlen == net.max_prefixlen:
+            return lambda: [net.network_address]
+        if net.prefixlen == net.max_prefixlen - 1:
+            return net.__iter__
+        return super().hosts  # type: ignore[misc]
+
+    @hosts.setter
+    def hosts(self, _value: Any) -> None:
+        pass
 
 
 class Prefix4(_HashOnce, ipaddress.IPv4Network):
