@@ -52,6 +52,7 @@ class Backend:
     name: str
     driver: str
     protocol: str  # bgp | ospf (OSPFv2 and OSPFv3)
+    admission: bool = False  # OSPF through the admission gates (admit), not read/apply
 
     @property
     def grpc(self) -> bool:
@@ -62,7 +63,8 @@ BACKENDS = [
     Backend("vtysh", "vtysh", "bgp"),
     Backend("grpc", "grpc", "bgp"),
     Backend("grpc-static", "grpc-static", "bgp"),
-    Backend("ospf", "vtysh", "ospf"),
+    Backend("ospf", "vtysh", "ospf", admission=True),
+    Backend("ospf-grpc-static", "grpc-static", "ospf"),  # staticd routes, redistributed
 ]
 
 

@@ -2,10 +2,12 @@
 from an inventory: announce, withdraw, read back, apply idempotently, recover
 after a restart of the daemon that holds the announcements.
 
-BGP back ends (vtysh, grpc, grpc-static) are driven through read/apply/reconcile
-and checked in bgpd's own table; the OSPF admission (an OSPFv2 + OSPFv3 host)
-is driven through admit() with real policy decisions and checked in ospfd's and
-ospf6d's databases. Run the gRPC back ends with FRRCTL_FRR_GRPC set.
+Back ends with announcements of their own (vtysh, grpc, grpc-static; staticd on
+an OSPF host) are driven through read/apply/reconcile; the OSPF admission (an
+OSPFv2 + OSPFv3 host with the vtysh driver) through admit() with real policy
+decisions. What a BGP host announces is checked in bgpd's own table, what an
+OSPF host announces in ospfd's and ospf6d's databases. Run the gRPC back ends
+with FRRCTL_FRR_GRPC set.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0) -> None:
 
 def bgp_only(host: Host) -> None:
     if host.backend.protocol != "bgp":
-        pytest.skip("OSPF announces by redistribution: no read/apply of its own")
+        pytest.skip("OSPF has no GRACEFUL_SHUTDOWN community")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def announcer(host: Host) -> AnnounceDriver:
 def test_announce_reads_back_and_reaches_the_protocol(
     host: Host, announcer: AnnounceDriver
 ) -> None:
-    if host.backend.protocol == "bgp":
+    if not host.backend.admission:
         result = announcer.reconcile({V4: False, V6: False})
         assert result.announced == {V4: False, V6: False} and result.plan
         assert announcer.read() == {V4: False, V6: False}
@@ -108,7 +110,7 @@ def test_announce_reads_back_and_reaches_the_protocol(
 
 
 def test_withdraw_reads_back_and_leaves_the_protocol(host: Host, announcer: AnnounceDriver) -> None:
-    if host.backend.protocol == "bgp":
+    if not host.backend.admission:
         announcer.reconcile({V6: False})
         assert announcer.read() == {V6: False}
     else:
@@ -130,7 +132,7 @@ def test_graceful_flag_reads_back(host: Host, announcer: AnnounceDriver) -> None
 
 
 def test_apply_is_idempotent(host: Host, announcer: AnnounceDriver) -> None:
-    if host.backend.protocol == "bgp":
+    if not host.backend.admission:
         state = {V6: False}
         announcer.reconcile(state)
         again = announcer.reconcile(state)
@@ -145,7 +147,7 @@ def test_apply_is_idempotent(host: Host, announcer: AnnounceDriver) -> None:
 def test_drain_withdraws_everything_and_undrain_restores(
     host: Host, announcer: AnnounceDriver
 ) -> None:
-    if host.backend.protocol == "bgp":
+    if not host.backend.admission:
         announcer.reconcile({})
         assert announcer.read() == {}
         seen(host, set())
@@ -163,10 +165,11 @@ def test_a_restarted_daemon_is_recovered_by_a_fresh_announcer(host: Host) -> Non
     """The daemon holding the announcements restarts with the rendered config:
     a new announcer (a restarted frrctl) reads what is left and restores it."""
     daemons = {"vtysh": ["bgpd"], "grpc": ["bgpd"], "grpc-static": ["staticd"]}
+    daemons["ospf-grpc-static"] = ["staticd"]
     for daemon in daemons.get(host.backend.name, ["ospfd", "ospf6d"]):
         host.restart(daemon)
     fresh = host.announcer()
-    if host.backend.protocol == "bgp":
+    if not host.backend.admission:
         wait_for("bgpd's config loaded", fresh.config_loaded)
         wait_for("FRR answers", lambda: _reads(fresh))
         assert fresh.read() != {V4: False, V6: False}  # the restart lost them
