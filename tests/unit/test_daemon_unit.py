@@ -801,3 +801,38 @@ def test_daemon_package_shape() -> None:
     daemon = [n for n in graph if n.startswith(("frrctl.daemon", "frrctl.frr", "frrctl.status"))]
     for name in daemon:
         assert cycle(name, []) is None, " -> ".join(cycle(name, []) or [])
+
+
+def test_frrctl_status_json_prints_the_daemons_reply_unchanged(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`frrctl status` over the real control socket: --json prints the reply's keys
+    as the daemon sent them; the text view reads the typed status."""
+    import select
+    import threading
+
+    from frrctl import cli
+
+    assert daemon.rec.reconcile()
+    daemon.settings.state_dir.mkdir(parents=True, exist_ok=True)
+    sock = daemon.control.open()
+    sent = daemon.handle({"cmd": "status", "peers": False})
+
+    def serve_one() -> None:  # as the loop does: accept once the socket is readable
+        select.select([sock], [], [], 10)
+        daemon.control.accept()
+
+    for args in (["--json"], []):
+        server = threading.Thread(target=serve_one)
+        server.start()
+        code = cli.main(["status", "--no-peers", "--state-dir", str(daemon.settings.state_dir),
+                         *args])  # fmt: skip
+        server.join(timeout=10)
+        out = capsys.readouterr().out
+        assert code == 0
+        if args:
+            assert json.loads(out) == sent and list(json.loads(out)) == STATUS_KEYS
+        else:
+            assert "host hv1  driver vtysh  FRR up" in out and "192.0.2.30/32" in out
+    daemon.control.close()
+    assert not (daemon.settings.state_dir / "control.sock").exists()
