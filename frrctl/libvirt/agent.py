@@ -128,8 +128,9 @@ def _migrating_in(dom: Any) -> bool:
     lv = _libvirt()
     try:
         stats = dom.jobStats()
-    except lv.libvirtError:
-        return False
+    except lv.libvirtError as exc:
+        # libvirt 9.0 refuses a migration's statistics on its destination, and only there
+        return bool(exc.get_error_code() == lv.VIR_ERR_OPERATION_UNSUPPORTED)
     return bool(stats.get("operation") == lv.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
 
 
@@ -282,6 +283,7 @@ class Agent:
                 "reason": d.reason,
                 "running": d.running,
                 "paused": d.paused,
+                "migrating_in": d.arriving,
                 "interfaces": [
                     {
                         "mac": n.mac,

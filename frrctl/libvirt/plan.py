@@ -8,7 +8,9 @@ prepared (port and guard, nothing routed): a guest that arrived paused
 migration (the destination, before the guest resumes here): prepared, so the
 RESUMED event costs one netlink batch; the source still owns the addresses.
 PAUSED for an outgoing migration (the source's final phase), starting up,
-shutting down, saved, crashed or gone: unplugged (a prepared instance too).
+shutting down, saved, crashed or gone: unplugged (a prepared instance too,
+except while its domain is paused for a migration: libvirt does not always
+say which way, and a prepared instance announces nothing).
 
 One instance per routed NIC, named `DOMAIN@MAC`: the name is stable across a
 migration (the same on both hosts), readable in `frrctl instance list`, and
@@ -101,6 +103,11 @@ class Domain:
     @property
     def paused(self) -> bool:
         return paused_here(self.state, self.reason)
+
+    @property
+    def migrating(self) -> bool:
+        """Paused for a migration, either way."""
+        return self.state == PAUSED and self.reason == PAUSED_MIGRATION
 
     @property
     def arriving(self) -> bool:
@@ -201,13 +208,18 @@ def plan(
     wants: dict[str, list[Want]] = {}
     mode: dict[str, str] = {}  # domain -> "run" (announce) | "hold" (paused here) | "arrive"
     for dom in sorted(domains, key=lambda d: d.name):
-        if not (dom.running or dom.paused or dom.arriving) or not dom.has_metadata:
+        if not (dom.running or dom.paused or dom.migrating) or not dom.has_metadata:
             continue
         try:
             ws = _wants(dom, pools)
         except MetadataError as exc:
             out.problems[dom.name] = str(exc)
             continue
+        if dom.migrating and not dom.arriving:
+            # the source's final phase (unplugged), or an arrival not known as one (its
+            # prepared instance stays: it never announces, and it was prepared here)
+            ws = [w for w in ws if w.name in mine and w.matches(mine[w.name])
+                  and mine[w.name].prepared]  # fmt: skip
         wants[dom.name] = ws
         mode[dom.name] = "run" if dom.running else "hold" if dom.paused else "arrive"
         missing = sorted(n.mac for n in dom.nics if n.mac not in dom.ports)

@@ -253,6 +253,53 @@ def test_agent_restart_while_prepared(lvpair: list[LvHost], tmp_path: Path) -> N
     assert inst not in dst.record()
 
 
+def test_agent_restart_during_an_incoming_migration(lvpair: list[LvHost], tmp_path: Path) -> None:
+    """The destination's agent restarts while the guest is still migrating in (no
+    STARTED/MIGRATED seen by the new agent): libvirt's job (MIGRATION_IN) tells it, so the
+    instance stays prepared, and is plugged when the guest resumes there."""
+    import libvirt
+
+    src, dst = lvpair
+    mac, addr = "52:54:00:4c:57:07", "192.0.2.156"
+    dom = src.start("migj", mac, [addr])
+    name, inst = dom.name(), f"{dom.name()}@{mac}"
+    wait_for(lambda: addr in src.routes(), 15, "plug on the source")
+    src.wait_booted(name)
+    params = {
+        libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{tmp_path}/migrate.sock",
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 8,
+    }  # MiB/s: a copy of several seconds
+    result: dict[str, Any] = {}
+
+    def migrate() -> None:
+        try:
+            result["dom"] = dom.migrate3(dst.conn, params, libvirt.VIR_MIGRATE_LIVE)
+        except libvirt.libvirtError as exc:
+            result["error"] = str(exc)
+
+    th = threading.Thread(target=migrate)
+    th.start()
+    try:
+        wait_for(lambda: dst.record().get(inst, {}).get("state") == "prepared", 30, "prepared")
+        dst.stop_agent()
+        dst.start_agent()
+        time.sleep(1.0)
+        assert th.is_alive(), "the migration ended before the agent was back"
+        assert dst.record()[inst]["state"] == "prepared"
+        assert entries(dst.log(), inst) == []  # the new agent kept it, did not remove it
+        assert dst.status()["domains"][name]["migrating_in"]  # libvirt's job told it
+        assert addr in src.routes() and addr not in dst.routes()  # the source owns it still
+    finally:
+        th.join(180)
+    assert "dom" in result, result.get("error")
+    wait_for(lambda: addr in dst.routes(), 15, "plug once resumed")
+    assert addr not in src.routes()
+    assert entries(dst.log(), inst) == ["plugged"]
+    assert first(dst.log(), msg="plugged", instance=inst)["event"] == "RESUMED"
+    result["dom"].destroy()
+    wait_for(lambda: addr not in dst.routes(), 15, "unplug after destroy")
+
+
 def test_failed_migration_source_plugs_again(lvpair: list[LvHost], tmp_path: Path) -> None:
     """The destination dies in the final phase: the source withdrew on the pause, and
     plugs again when its guest resumes; the destination never announced anything."""

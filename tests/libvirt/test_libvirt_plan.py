@@ -172,12 +172,17 @@ def test_incoming_migration_never_keeps_an_announcement() -> None:
     assert [w.name for w in p.prepare] == [f"vm1@{MAC1}"] and not p.keep
 
 
-def test_source_final_pause_and_failed_arrival_unplug_the_prepared() -> None:
+def test_final_pause_withdraws_and_a_failed_arrival_removes_the_prepared() -> None:
     md = meta((MAC1, ["192.0.2.1"]))
     prepared = prepped(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1")
     outgoing = dom("vm1", [(MAC1, "tap1")], md, PAUSED, PAUSED_MIGRATION)  # job: MIGRATION_OUT
     assert not outgoing.arriving
-    assert plan([outgoing], [prepared]).unplug == [f"vm1@{MAC1}"]
+    plugged = inst(f"vm1@{MAC1}", MAC1, ["192.0.2.1"], "tap1")
+    assert plan([outgoing], [plugged]).unplug == [f"vm1@{MAC1}"]  # the source withdraws
+    # not known as an arrival (libvirt would not say), but prepared here: it stays so
+    kept = plan([outgoing], [prepared])
+    assert [w.name for w in kept.keep] == [f"vm1@{MAC1}"] and not kept.changes
+    assert not plan([outgoing], []).changes  # and nothing new is prepared or plugged
     assert plan([], [prepared]).unplug == [f"vm1@{MAC1}"]  # the failed arrival is destroyed
     shut = dom("vm1", [(MAC1, "tap1")], md, 5, 7)  # shut off, failed
     assert plan([shut], [prepared]).unplug == [f"vm1@{MAC1}"]
