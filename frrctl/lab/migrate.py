@@ -343,6 +343,15 @@ def _migrate_qemu(lab: Lab, vm: VmPlan, destination: str, timeout: float) -> Mig
         },
         "agent_logs": [str(qemu.agent_log(lab, h)) for h in (source, destination)],
     }
+    # what made the destination plug: its RESUMED event, or reading the domain RUNNING
+    plugged = [e for e in dev if e.get("msg") == "plugged" and e.get("instance") == inst
+               and float(e.get("t") or 0) >= t0]  # fmt: skip
+    if plugged:
+        cause = plugged[0]
+        figures["destination plugged on"] = (
+            f"{cause.get('event', cause.get('cause', '?'))}/{cause.get('detail', '')}"
+        )
+        figures["destination plug_ms"] = cause.get("plug_ms")
     gaps = [r.gap_ms for r in results if r.gap_ms is not None]
     if gaps and isinstance(figures["downtime_ms"], int):
         # what the routing handover added to the guest's own pause

@@ -110,7 +110,10 @@ def migrate(lab: runner.Lab, to: str) -> dict[str, Any]:
     # the source withdrew before the destination announced
     # (moments are logged to 0.1 ms by two agents: equal means the same instant)
     assert moments["source unplugged"] <= moments["destination plugged"]
-    assert moments["destination resumed (RESUMED/MIGRATED)"] <= moments["destination plugged"]
+    # the destination plugs once its guest runs: on RESUMED, or when it reads the domain
+    # RUNNING a moment before libvirt's RESUMED callback reaches it (the callback's thread
+    # waits for the agent's busy main thread), so the event's own time may be ~1 ms later
+    assert moments["destination resumed (RESUMED/MIGRATED)"] - 5 <= moments["destination plugged"]
     assert isinstance(data["qemu"]["downtime_ms"], int)
     return data
 
