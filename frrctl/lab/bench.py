@@ -110,6 +110,8 @@ class PeerRecord:
         self.offset = 0
         self.partial = ""
         self.held: set[str] = set()
+        # why waiting is pointless (the daemon died), else None; checked twice a second
+        self.broken: Callable[[], str | None] = lambda: None
 
     def poll(self) -> None:
         with open(self.path) as handle:
@@ -126,10 +128,16 @@ class PeerRecord:
     def wait(self, predicate: Callable[[set[str]], bool], timeout: float) -> float:
         """Poll until `predicate(held)`; return the monotonic time it became true."""
         deadline = time.monotonic() + timeout
+        check = time.monotonic() + 0.5
         while True:
             self.poll()
             if predicate(self.held):
                 return time.monotonic()
+            if time.monotonic() > check:
+                check = time.monotonic() + 0.5
+                why = self.broken()
+                if why is not None:
+                    raise LabError(why)
             if time.monotonic() > deadline:
                 raise LabError(
                     f"the ExaBGP peer did not get there within {timeout:.0f} s "
@@ -415,7 +423,6 @@ class Bench:
         try:
             run()
         except (LabError, OSError) as exc:
-            exc = LabError(f"{exc}; {self.broken()}") if self.broken() else exc
             self.progress(f"{result.name}: {part} FAILED: {exc}")
             result.errors.append(f"{part}: {exc}")
             try:
@@ -814,12 +821,12 @@ def run_bench(
             except FrrctlError as exc:
                 result.errors.append(f"switch to {driver}: {exc}")
             else:
-                bench.broken = daemon_broken(daemon)
+                bench.broken = record.broken = daemon_broken(daemon)
                 try:
                     rss = functools.partial(process_rss_mb, daemon.pid)
                     result = phase(result.name, index * 1000, rss)
                 finally:
-                    bench.broken = lambda: None
+                    bench.broken = record.broken = lambda: None
                     stop_and_keep_log(daemon, state_dir / f"daemon-{driver}-{BENCH_HOST}.log")
             if ospf and not settings:  # a variant's settings are BGP ones: same OSPF figures
                 progress(f"frrctl daemon, {driver} driver, OSPF host")
@@ -828,11 +835,11 @@ def run_bench(
                 except FrrctlError as exc:
                     result.errors.append(f"OSPF host switch to {driver}: {exc}")
                 else:
-                    ospf_bench.broken = daemon_broken(daemon)
+                    ospf_bench.broken = record.broken = daemon_broken(daemon)
                     try:
                         measure_ospf(result, ospf_bench, ospf_samples, index * 1000)
                     finally:
-                        ospf_bench.broken = lambda: None
+                        ospf_bench.broken = record.broken = lambda: None
                         log = state_dir / f"daemon-{driver}-{BENCH_OSPF_HOST}.log"
                         stop_and_keep_log(daemon, log)
             results.append(result)

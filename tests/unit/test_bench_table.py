@@ -4,6 +4,7 @@ the summary, the NLRI count of bgpd's update log, the driver list."""
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 from frrctl.inventory import ControllerSettings
 from frrctl.lab.bench import (
@@ -72,8 +73,8 @@ def test_nlris_are_counted_per_prefix_not_per_message() -> None:
     log = "\n".join([
         "2026/12/01 23:59:00.100 BGP: [R3YHK-XQ7T3] 198.18.0.1(bench) rcvd UPDATE w/ attr: "
         "nexthop 198.18.0.1, origin ?, metric 0, path 65099",
-        "2026/12/01 23:59:00.100 BGP: [H4RJM-D6ZYQ] 198.18.0.1(bench) rcvd 198.19.0.5/32 IPv4 unicast",
-        "2026/12/01 23:59:00.100 BGP: [H4RJM-D6ZYQ] 198.18.0.1(bench) rcvd 198.19.0.6/32 IPv4 unicast",
+        "2026/12/01 23:59:00.100 BGP: [X] 198.18.0.1(bench) rcvd 198.19.0.5/32 IPv4 unicast",
+        "2026/12/01 23:59:00.100 BGP: [X] 198.18.0.1(bench) rcvd 198.19.0.6/32 IPv4 unicast",
         "2026/12/01 23:59:00.200 BGP: [X] 198.18.0.1(bench) rcvd 198.19.0.6/32 IPv4 unicast"
         "...duplicate ignored",
         "2026/12/01 23:59:00.300 BGP: [X] 198.18.0.1(bench) rcvd UPDATE about 198.19.0.5/32 "
@@ -91,3 +92,21 @@ def test_drivers_follow_the_inventory() -> None:
     names = typing.get_args(ControllerSettings.model_fields["driver"].annotation)
     assert default_drivers() == list(names)
     assert bench_drivers()["vtysh+import-check"] == ("vtysh", {"import-check": True})
+
+
+def test_waiting_stops_when_the_daemon_is_gone(tmp_path: Path) -> None:
+    import time
+
+    import pytest
+
+    from frrctl.lab.bench import PeerRecord, has
+    from frrctl.lab.netns import LabError
+
+    record_file = tmp_path / "updates.jsonl"
+    record_file.write_text("")
+    record = PeerRecord(record_file)
+    record.broken = lambda: "the daemon exited (1)"
+    started = time.monotonic()
+    with pytest.raises(LabError, match="daemon exited"):
+        record.wait(has("198.19.0.1/32"), 60)
+    assert time.monotonic() - started < 2
