@@ -52,6 +52,7 @@ from frrctl.host.nft import FAMILY as NFT_FAMILY
 from frrctl.host.nft import TABLE as NFT_TABLE
 from frrctl.host.nft import (
     Nft,
+    NftError,
     PortTable,
     chain_matches,
     chain_name,
@@ -530,9 +531,11 @@ class Host:
         done: list[str] = []
         if inst.port is None:
             return done
-        table = self.nft.instance_view(inst.name)
-        chain = chain_name(inst.name)
-        self.nft.run(unplug_script(inst.name, have_chain=chain in table.chains))
+        try:  # the record says the port is guarded: delete the chain, one nft process
+            self.nft.run(unplug_script(inst.name, have_chain=True))
+        except NftError:  # not there (removed by hand?): look before deleting anything
+            table = self.nft.instance_view(inst.name)
+            self.nft.run(unplug_script(inst.name, have_chain=chain_name(inst.name) in table.chains))
         link = self.nl.link(inst.port)
         br = self.nl.link(self.bridge)
         if link is None or br is None or link.master != br.index:

@@ -135,3 +135,19 @@ def test_plugged_instance_prepared_again_is_withdrawn(hostns: HostNs) -> None:
     assert routes(hostns) == set() and neighbours(hostns) == set()
     assert record(hostns)[NAME]["addresses"] == [V4]
     assert f'device "{g.port}"' in chains(hostns)
+
+
+def test_unplug_after_the_guard_was_removed_by_hand(hostns: HostNs) -> None:
+    """Unplug deletes the recorded chain with one nft process; gone already, it still ends."""
+    hostns.frrctl("host", "setup")
+    g = hostns.add_guest("s", MAC, V4, V6)
+    host_call(hostns, "plug", g.port, V4, V6)
+    out = host_call(hostns, "unplug", g.port)
+    assert out["nft_procs"] == 1 and not chains(hostns).count(f'device "{g.port}"')
+    host_call(hostns, "plug", g.port, V4, V6)
+    chain = next(line.split()[1] for line in chains(hostns).splitlines()
+                 if line.strip().startswith("chain vm_"))  # fmt: skip
+    hostns.run("nft", "delete", "chain", "netdev", "frrctl", chain)
+    out = host_call(hostns, "unplug", g.port)
+    assert out["result"]["changed"] and NAME not in record(hostns)
+    assert routes(hostns) == set() and neighbours(hostns) == set()
