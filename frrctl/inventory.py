@@ -321,7 +321,8 @@ def _reserved_in_subnet(addr: IPAddress, net: IPNetwork) -> str | None:
 class ControllerSettings(Model):
     """Settings of the announcement daemon (`mode: controller`)."""
 
-    driver: Literal["vtysh", "grpc", "grpc-static"] = "vtysh"
+    # grpc: staticd routes over FRR's northbound gRPC (frrctl.frr.staticd)
+    driver: Literal["vtysh", "grpc"] = "vtysh"
     max_prefixes: int = Field(default=10000, ge=1)
     require_neighbor: bool = False
     # vtysh driver: bgpd's `bgp network import-check` as a second guard (bgpd
@@ -331,6 +332,13 @@ class ControllerSettings(Model):
     import_check: bool = False
     grpc_port: int = Field(default=50051, ge=1, le=65535)
     metrics_port: int = Field(default=9342, ge=1, le=65535)
+
+    @field_validator("driver", mode="before")
+    @classmethod
+    def _renamed(cls, value: object) -> object:
+        if value == "grpc-static":  # the name it had while a second gRPC driver existed
+            raise ValueError("driver grpc-static is now called grpc: write `driver: grpc`")
+        return value
 
 
 class HostSettings(Model):

@@ -33,7 +33,6 @@ from typing import Any
 import jinja2
 
 from frrctl.frr import ospf
-from frrctl.frr.gate import Gate
 from frrctl.frr.staticd import StaticLayout
 from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
@@ -189,7 +188,7 @@ class Family:
     import_list: str
     export_list: str
     neighbors: list[Neighbor]  # active in this family, each with both lists
-    source: str = "kernel"  # what is redistributed: kernel, or static (grpc-static driver)
+    source: str = "kernel"  # what is redistributed: kernel, or static (grpc driver)
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,6 @@ def bgp_section(host: Host) -> Bgp | None:
                 Neighbor(address, uplink.interface, False, remote_as, bfd, frozenset({version}))
             )
     neighbors.sort(key=lambda n: n.sort_key)
-    gate = grpc_gate(host)
     static = static_layout(host)
     families = []
     for version in (4, 6):
@@ -233,17 +231,10 @@ def bgp_section(host: Host) -> Bgp | None:
             Family(
                 name=_AFI[version],
                 # redistribute mode: FRR announces what only-cloud lets through; the
-                # gRPC driver opens its own gate per prefix; the vtysh driver uses
-                # `network` statements and needs no redistribution at all.
-                # grpc-static: the driver's staticd routes, as soon as they exist.
-                redistribute=host.mode == "redistribute" or gate is not None or static is not None,
-                route_map=(
-                    static.route_map(version)
-                    if static
-                    else gate.route_map(version)
-                    if gate
-                    else ROUTE_MAP[version]
-                ),
+                # gRPC driver: its staticd routes, as soon as they exist; the vtysh
+                # driver uses `network` statements and needs no redistribution at all.
+                redistribute=host.mode == "redistribute" or static is not None,
+                route_map=static.route_map(version) if static else ROUTE_MAP[version],
                 import_list=DEFAULT_LIST[version],
                 export_list=POOL_LIST[version],
                 neighbors=members,
@@ -255,16 +246,9 @@ def bgp_section(host: Host) -> Bgp | None:
     return Bgp(host.asn, neighbors, families, import_check)
 
 
-def grpc_gate(host: Host, bridge: str = "cloudbr0") -> Gate | None:
-    """The gRPC driver's gate (prefix-lists behind route-maps), for controller+grpc hosts."""
-    if host.mode == "controller" and host.controller.driver == "grpc":
-        return Gate(bridge=bridge)
-    return None
-
-
 def static_layout(host: Host, bridge: str = "cloudbr0") -> StaticLayout | None:
-    """The grpc-static driver's route-maps, for controller+grpc-static hosts."""
-    if host.mode == "controller" and host.controller.driver == "grpc-static":
+    """The gRPC (staticd) driver's route-maps, for controller+grpc hosts."""
+    if host.mode == "controller" and host.controller.driver == "grpc":
         return StaticLayout(bridge=bridge)
     return None
 
@@ -340,7 +324,6 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
     env = _environment()
     fabric: Fabric = fleet.fabric
     pools = fleet.pools_of(host)
-    gate = grpc_gate(host, fabric.bridge)
     static = static_layout(host, fabric.bridge)
     context: dict[str, Any] = {
         "host": host,
@@ -354,7 +337,6 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
             ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" and not static else None
         ),
         "ospf_redistribute": ospf_redistribute(host, fabric.bridge),
-        "gate_lines": gate.config_lines() if gate and host.runs_bgp else [],
         "static_lines": static.config_lines(POOL_LIST, bgp=host.runs_bgp) if static else [],
         "staticd_grpc_port": host.controller.grpc_port if static else None,
         "fib_filter": fib_filter_lines(host),
@@ -363,11 +345,6 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "ospf_areas": ospf_areas(host, 2),
         "ospf6_areas": ospf_areas(host, 3),
         "daemons": enabled_daemons(host),
-        "grpc_port": (
-            host.controller.grpc_port
-            if host.mode == "controller" and host.controller.driver == "grpc"
-            else None
-        ),
         "uplinks": [_uplink_summary(u) for u in host.uplinks],
         "gateway_mac": GATEWAY_MAC,
         "gateway4": GATEWAY4,

@@ -64,9 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Stopping it leaves FRR's announcements in place.",
     )
     _common(p)
-    p.add_argument(
-        "--driver", choices=("vtysh", "grpc", "grpc-static"), help="override the inventory's driver"
-    )
+    p.add_argument("--driver", choices=("vtysh", "grpc"), help="override the inventory's driver")
     p.add_argument("--grpc-target", help="gRPC target (default 127.0.0.1:<grpc-port>)")
     p.add_argument(
         "--no-grpc-guard",

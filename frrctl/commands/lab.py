@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--driver",
-        choices=["vtysh", "grpc", "grpc-static"],
+        choices=["vtysh", "grpc"],
         default=None,
         help="run every host in controller mode: `frrctl daemon` with this driver "
         "decides what FRR announces (grpc: FRR built by lab/build-frr-grpc.sh)",

@@ -278,12 +278,12 @@ class OspfGate:
         self._client.close()
 
 
-def parse_redistributed(text: str) -> set[IPNetwork]:
-    """Prefixes of the `K ...` lines of `show ipv6 ospf6 redistribute`."""
+def parse_redistributed(text: str, kind: str = "K") -> set[IPNetwork]:
+    """Prefixes of the `K ...` (kernel; `S`: static) lines of `show ipv6 ospf6 redistribute`."""
     out: set[IPNetwork] = set()
     for line in text.splitlines():
         words = line.split()
-        if len(words) >= 2 and words[0] == "K":
+        if len(words) >= 2 and words[0] == kind:
             with contextlib.suppress(ValueError):
                 out.add(ipaddress.ip_network(words[1]))
     return out

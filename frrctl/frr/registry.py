@@ -43,16 +43,6 @@ def _vtysh(spec: AnnouncerSpec) -> AnnounceDriver:
     return VtyshDriver(spec.vty_dir, spec.asn, retry=RETRY)
 
 
-def _grpc(spec: AnnouncerSpec) -> AnnounceDriver:
-    from frrctl.frr.gate import Gate
-    from frrctl.frr.grpc import GrpcDriver
-
-    gate = Gate(bridge=spec.bridge, shards=spec.grpc_shards)
-    return GrpcDriver(
-        spec.grpc_target, gate=gate, retry=RETRY, rpc_timeout=10.0, vty_dir=spec.vty_dir
-    )
-
-
 def _grpc_static(spec: AnnouncerSpec) -> AnnounceDriver:
     from frrctl.frr.staticd import StaticdDriver, StaticLayout
 
@@ -75,8 +65,7 @@ class Backend:
 
 DRIVERS: dict[str, Backend] = {
     "vtysh": Backend(_vtysh, grpc=False),
-    "grpc": Backend(_grpc, grpc=True),
-    "grpc-static": Backend(_grpc_static, grpc=True, carries_ospf=True),
+    "grpc": Backend(_grpc_static, grpc=True, carries_ospf=True),
 }
 
 

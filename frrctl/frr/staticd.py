@@ -1,12 +1,12 @@
-"""gRPC driver, second generation: staticd routes over FRR's northbound gRPC.
+"""The gRPC driver (`driver: grpc`): staticd routes over FRR's northbound gRPC.
 
 Each announced prefix is a staticd route to the bridge (staticd started with
 `-M grpc:PORT`); bgpd picks it up with `redistribute static route-map
 static-cloud[-v6]`. A NEW redistributed route is judged against the route-map
 at once (bgpd_redistribute_add), so an announcement costs about what native
 `redistribute kernel` costs; editing a prefix-list inside a redistribution
-route-map (the first gRPC driver, frrctl.frr.gate) waits for `bgp route-map
-delay-timer` instead. Graceful drain is the route's tag: a tag change
+route-map (what the first gRPC driver did, removed) waits for `bgp route-map
+delay-timer` instead (~1.1 s, 10x native). Graceful drain is the route's tag: a tag change
 re-announces the route to bgpd, whose route-map adds the GRACEFUL_SHUTDOWN
 community to tagged routes.
 
@@ -51,8 +51,9 @@ import grpc
 
 from frrctl.frr import _proto
 from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
+from frrctl.frr.grpc import CHANNEL_OPTIONS, transaction
 from frrctl.frr.grpc import rpc_error as grpc_rpc_error
-from frrctl.frr.grpc import transaction
+from frrctl.frr.ospf import parse_redistributed
 from frrctl.frr.vty import VtyClient
 from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
 from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix, prefix_key
@@ -73,14 +74,6 @@ _AFI_SAFI = {4: "frr-routing:ipv4-unicast", 6: "frr-routing:ipv6-unicast"}
 _MATCH = {4: "ip", 6: "ipv6"}
 _PATH = "path-list[table-id='0'][distance='1']"
 
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 256 << 20),
-    ("grpc.max_send_message_length", 256 << 20),
-    # reconnect fast after staticd restarts (gRPC's default backoff grows to 120 s)
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 
 PathValue = tuple[str, str]
 
@@ -181,6 +174,16 @@ def parse_routes(data: Mapping[str, Any], layout: StaticLayout) -> dict[IPNetwor
     return out
 
 
+def ospf6_lost(
+    client: VtyClient, retry: RetryPolicy, desired: Mapping[IPNetwork, bool]
+) -> set[IPNetwork]:
+    """Desired IPv6 prefixes ospf6d does not redistribute as static routes (FRR
+    8.4's ospf6d loses its redistribution after a zebra restart)."""
+    (reply,) = retry.call("ospf6d", lambda: client.run(["show ipv6 ospf6 redistribute"]))
+    want: set[IPNetwork] = {p for p in desired if p.version == 6}
+    return want - parse_redistributed(reply.output, "S")
+
+
 def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
     return grpc_rpc_error(what, exc, "staticd")
 
@@ -198,9 +201,10 @@ class StaticdDriver(AnnounceDriver):
     rpc_timeout: float = 30.0
     commit_timeout: float = 900.0
     edit_chunk: int = 20_000  # path-values per EditCandidate message
-    name: str = "grpc-static"
+    name: str = "grpc"
     vty_dir: Path | None = None
     bgp: bool = True  # the host runs bgpd (an OSPF-only host has no table to check)
+    ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
     # zebra selects the static route (distance 1) only over a kernel route of
     # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
     min_metric = STATIC_MIN_METRIC
@@ -213,18 +217,23 @@ class StaticdDriver(AnnounceDriver):
         self._pb, self._pb_grpc = _proto.load()
         with_bgpd = self.vty_dir is not None and self.bgp
         self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if with_bgpd and self.vty_dir else None
+        with_ospf6 = self.vty_dir is not None and self.ospf6
+        self._ospf6d = (
+            VtyClient(self.vty_dir / "ospf6d.vty") if with_ospf6 and self.vty_dir else None
+        )
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
     def _northbound(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
             self._stub = self._pb_grpc.NorthboundStub(self._channel)
         return self._stub
 
     def close(self) -> None:
-        if self._bgpd is not None:
-            self._bgpd.close()
+        for client in (self._bgpd, self._ospf6d):
+            if client is not None:
+                client.close()
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = None
@@ -246,12 +255,12 @@ class StaticdDriver(AnnounceDriver):
         return merged
 
     def read(self) -> dict[IPNetwork, bool]:
-        return self.retry.call("grpc-static read", lambda: parse_routes(self.get(), self.layout))
+        return self.retry.call("grpc read", lambda: parse_routes(self.get(), self.layout))
 
     def apply(self, plan: Plan) -> None:
         edit = build_edit(self.layout, plan)
         if edit:
-            self.retry.call("grpc-static commit", lambda: self.commit(edit, plan.summary()))
+            self.retry.call("grpc commit", lambda: self.commit(edit, plan.summary()))
 
     def check_table(self) -> TableCheck | None:
         """bgpd's table against staticd's routes (after a zebra restart):
@@ -263,6 +272,10 @@ class StaticdDriver(AnnounceDriver):
         tables = bgp_tables(self._bgpd, self.retry)
         stale = originated_in_rib(tables) - set(routes)
         return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
+
+    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
+        """Desired IPv6 prefixes ospf6d does not redistribute; None without ospf6d."""
+        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
         """Make bgpd fetch the static routes from zebra again (after a zebra
@@ -292,3 +305,108 @@ class StaticdDriver(AnnounceDriver):
             self._northbound(), self._pb, edit.update, edit.delete, comment,
             self.edit_chunk, self.rpc_timeout, self.commit_timeout, daemon="staticd",
         )  # fmt: skip
+
+
+# -- the same routes over staticd's vty socket (no gRPC build needed) -----------------
+#
+# Classic CLI commits every northbound command on its own (lib/northbound_cli.c,
+# nb_cli_apply_changes -> nb_cli_classic_commit): each one copies and validates
+# the whole config, ~45 ms per route on a host holding 1,000. Between
+# XFRR_start_configuration and XFRR_end_configuration (lib/lib_vty.c, what
+# `vtysh -b` sends around a whole frr.conf) the vty only schedules them
+# (vty->pending_allowed -> nb_cli_schedule_command) and commits once at the end:
+# one transaction per batch, as over gRPC. Measured on the OSPF fixture: one
+# route committed in 1.4 ms (gRPC 4.9 ms), holding 1,000: 31.5 ms (gRPC 56 ms);
+# 1,000 in one batch 0.26 s (gRPC 0.20 s).
+_KW = {4: "ip", 6: "ipv6"}
+
+
+def vty_commands(layout: StaticLayout, plan: Plan) -> list[str]:
+    """One batched transaction for a plan; [] when there is nothing to do. A
+    route given again with another tag (or none: tag 0) changes only the tag."""
+    if not plan:
+        return []
+    body = []
+    for prefix, gshut in plan.announce:
+        tag = f" tag {GSHUT_TAG}" if gshut else ""
+        body.append(f"{_KW[prefix.version]} route {prefix} {layout.bridge}{tag}")
+    body += [f"no {_KW[p.version]} route {p} {layout.bridge}" for p in plan.withdraw]
+    return ["configure terminal", "XFRR_start_configuration", *body, "XFRR_end_configuration",
+            "end"]  # fmt: skip
+
+
+def parse_vty_routes(running_config: str, layout: StaticLayout) -> dict[IPNetwork, bool]:
+    """staticd's `show running-config` -> what it announces for frrctl: host
+    routes whose only path is `ip[v6] route P <bridge> [tag N]` (distance 1)."""
+    paths: dict[IPNetwork, list[bool | None]] = {}
+    for line in running_config.splitlines():
+        words = line.split()
+        if len(words) < 4 or words[1] != "route" or words[0] not in ("ip", "ipv6"):
+            continue
+        try:
+            prefix = parse_prefix(words[2])
+        except ValueError:
+            continue
+        if prefix.prefixlen != prefix.max_prefixlen or words[0] != _KW[prefix.version]:
+            continue
+        tail = words[3:]
+        gshut: bool | None = None  # None: a path that is not frrctl's
+        if tail == [layout.bridge]:
+            gshut = False
+        elif len(tail) == 3 and tail[0] == layout.bridge and tail[1] == "tag":
+            gshut = tail[2] == str(GSHUT_TAG)
+        paths.setdefault(prefix, []).append(gshut)
+    return {p: v[0] for p, v in paths.items() if len(v) == 1 and v[0] is not None}
+
+
+@dataclass
+class StaticdVtyDriver(AnnounceDriver):
+    """The staticd routes of StaticdDriver, over staticd's vty socket in
+    `vty_dir` (any FRR build): one XFRR-batched transaction per batch."""
+
+    vty_dir: Path
+    layout: StaticLayout = field(default_factory=StaticLayout)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    name: str = "staticd-vty"
+    bgp: bool = False  # the host runs bgpd (check_table)
+    ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
+    min_metric = STATIC_MIN_METRIC
+    carries_ospf = True
+
+    def __post_init__(self) -> None:
+        self._staticd = VtyClient(self.vty_dir / "staticd.vty", timeout=60)
+        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.bgp else None
+        self._ospf6d = VtyClient(self.vty_dir / "ospf6d.vty") if self.ospf6 else None
+
+    def close(self) -> None:
+        for client in (self._staticd, self._bgpd, self._ospf6d):
+            if client is not None:
+                client.close()
+
+    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
+        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
+
+    def read(self) -> dict[IPNetwork, bool]:
+        client = self._staticd
+        (reply,) = self.retry.call("staticd", lambda: client.run(["show running-config"]))
+        if not reply.ok:
+            raise DriverError(f"staticd: show running-config failed: {reply.output.strip()}")
+        return parse_vty_routes(reply.output, self.layout)
+
+    def apply(self, plan: Plan) -> None:
+        commands = vty_commands(self.layout, plan)
+        if not commands:
+            return
+        client = self._staticd
+        bad = failures(self.retry.call("staticd", lambda: client.run(commands)))
+        if bad:
+            detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad[:3])
+            raise DriverError(f"staticd refused {plan.summary()}: {detail}")
+
+    def check_table(self) -> TableCheck | None:
+        if self._bgpd is None:
+            return None
+        routes = self.read()
+        tables = bgp_tables(self._bgpd, self.retry)
+        stale = originated_in_rib(tables) - set(routes)
+        return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))

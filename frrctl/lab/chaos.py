@@ -39,6 +39,7 @@ from frrctl.lab import netns
 from frrctl.lab.frrproc import restart_daemon
 from frrctl.lab.state import Lab, attach
 from frrctl.lab.verify import apply_exabgp_line, learned_routes
+from frrctl.policy import STATIC_MIN_METRIC
 
 KINDS = (
     "plug-burst", "unplug-burst", "forbidden-add", "forbidden-del", "kill-bgpd", "kill-zebra",
@@ -442,10 +443,14 @@ def apply(lab: Lab, event: Event, children: dict[int, subprocess.Popen[bytes]]) 
     ns = lab.plan.host_ns(event.host)
     bridge = lab.plan.fleet.fabric.bridge
     kind = event.kind
+    # at the metric `frrctl instance plug` writes: a metric-0 route outranks the
+    # grpc driver's static route in zebra and is refused there; deleted with
+    # it, else the kernel may delete zebra's copy of the static route first
+    tail = f"dev {bridge} metric {STATIC_MIN_METRIC}"
     if kind in ("plug-burst", "forbidden-add"):
-        netns.ip_batch(ns, [f"route replace {p} dev {bridge}" for p in event.prefixes])
+        netns.ip_batch(ns, [f"route replace {p} {tail}" for p in event.prefixes])
     elif kind in ("unplug-burst", "forbidden-del"):
-        netns.ip_batch(ns, [f"route del {p} dev {bridge}" for p in event.prefixes])
+        netns.ip_batch(ns, [f"route del {p} {tail}" for p in event.prefixes])
     elif kind in ("kill-bgpd", "kill-zebra", "kill-ospfd"):
         restart_daemon(lab, event.host, kind.removeprefix("kill-"))
     elif kind == "kill-daemon":
@@ -479,6 +484,22 @@ def apply(lab: Lab, event: Event, children: dict[int, subprocess.Popen[bytes]]) 
     return lab
 
 
+CARRIER = "chaos-carrier"
+
+
+def _carrier(ns: str, bridge: str) -> None:
+    """A port with carrier on the bridge. Chaos's bursts are routes with no VM
+    port behind them, and migrations can take a host's last VM away: a bridge
+    without ports has no carrier, and zebra keeps a static route to a down
+    interface inactive, so the grpc driver's routes there would never be
+    redistributed (a real hypervisor's routes always have their VM's port)."""
+    if netns.ip(ns, "link", "show", CARRIER, check=False).returncode == 0:
+        return
+    netns.ip(ns, "link", "add", CARRIER, "type", "veth", "peer", "name", f"{CARRIER}-p")
+    netns.ip(ns, "link", "set", CARRIER, "master", bridge, "up")
+    netns.ip(ns, "link", "set", f"{CARRIER}-p", "up")
+
+
 def reset(lab: Lab, world: World, children: dict[int, subprocess.Popen[bytes]]) -> None:
     """Back to the state the model starts from: a daemon on every host, no burst
     or forbidden route in any kernel, no hold, no drain (also what a run leaves)."""
@@ -488,9 +509,12 @@ def reset(lab: Lab, world: World, children: dict[int, subprocess.Popen[bytes]]) 
     bridge = lab.plan.fleet.fabric.bridge
     for host in world.hosts:
         ns = lab.plan.host_ns(host.name)
+        _carrier(ns, bridge)
         if _daemon_pid(lab, host.name) is None:
             _start_daemon(lab, host.name, children)
-        for prefix in (*host.free, *FORBIDDEN):
+        for prefix in (*host.free, *FORBIDDEN):  # the plug metric's route, then any other
+            netns.ip(ns, "route", "del", prefix, "dev", bridge, "metric", str(STATIC_MIN_METRIC),
+                     check=False)  # fmt: skip
             netns.ip(ns, "route", "del", prefix, "dev", bridge, check=False)
         _operator(lab, host.name, lambda _: OperatorState(Drain.NONE, frozenset()))
 

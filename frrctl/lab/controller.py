@@ -1,9 +1,9 @@
 """Controller mode in the lab: hosts whose announcements the frrctl daemon decides.
 
 `switch_to_controller` re-renders a host with `mode: controller` and the
-chosen driver, restarts its bgpd with that config (and the gRPC module for
-the gRPC driver) and starts `frrctl daemon` inside the host's namespace, as
-the systemd unit would on a real hypervisor.
+chosen driver, restarts its routing daemons with that config (and staticd
+with the gRPC module for the gRPC driver) and starts `frrctl daemon` inside
+the host's namespace, as the systemd unit would on a real hypervisor.
 """
 
 from __future__ import annotations
@@ -91,10 +91,16 @@ def switch_to_controller(
     )
     fleet = parse_inventory(yaml.safe_load(inventory.read_text()))
     publish(fleet, lambda _host: lab.nsdir(hostname) / "etc", only=hostname)
-    restart_daemon(lab, hostname, "bgpd")
-    if driver == "grpc-static":  # its routes live in staticd, which needs the gRPC module
+    host = fleet.host(hostname)
+    if driver == "grpc":  # its routes live in staticd, which needs the gRPC module
         restart_daemon(lab, hostname, "staticd")
-    wait_established(lab, hostname, timeout)
+    # what they redistribute changed (grpc: static; else kernel, and the OSPF gate)
+    for daemon, runs in (("bgpd", host.runs_bgp), ("ospfd", host.runs_ospf),
+                         ("ospf6d", host.runs_ospf6)):  # fmt: skip
+        if runs:
+            restart_daemon(lab, hostname, daemon)
+    if host.runs_bgp:
+        wait_established(lab, hostname, timeout)
     return start_daemon(lab, hostname, inventory)
 
 

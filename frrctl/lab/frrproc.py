@@ -26,7 +26,7 @@ def enabled_daemons(daemons_file: str) -> list[str]:
         if sep and value.strip() == "yes" and name.endswith("d") and "_" not in name:
             out.append(name.strip())
     # FRR always runs staticd; the lab starts it where it matters: with the
-    # gRPC module (the grpc-static driver's routes)
+    # gRPC module (the grpc driver's routes)
     if daemon_modules(daemons_file).get("staticd"):
         out.append("staticd")
     return out
@@ -67,7 +67,7 @@ def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
     as watchfrr and `vtysh -b` would."""
     workdir = lab.nsdir(hostname)
     pidfile = workdir / "vty" / f"{daemon}.pid"
-    if pidfile.exists():  # else not running yet (staticd, switched to grpc-static)
+    if pidfile.exists():  # else not running yet (staticd, switched to grpc)
         pid = int(pidfile.read_text().strip())
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

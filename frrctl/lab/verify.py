@@ -102,7 +102,7 @@ def learned_routes(routes: list[dict[str, Any]], bridge: str = "cloudbr0") -> se
         if protocol in LOCAL_PROTOCOLS or route.get("type", "unicast") != "unicast":
             continue
         if protocol == "static" and route.get("dev") == bridge:
-            continue  # zebra's copy of the host's own staticd route (grpc-static driver)
+            continue  # zebra's copy of the host's own staticd route (grpc driver)
         dst = route.get("dst", "")
         out.add("default" if dst == "default" else str(ipaddress.ip_network(dst)))
     return out
@@ -134,9 +134,9 @@ def static_config_changes(changes: list[str], controller: bool) -> list[str]:
     """frr-reload changes to the rendered (static) config.
 
     In controller mode the frrctl daemon owns the `network` statements (vtysh
-    driver), the `frrctl-*` prefix-lists and route-maps (gRPC driver) and
-    the static routes (`ip route P cloudbr0`, grpc-static driver): they are
-    the live state, not drift. What remains must be empty.
+    driver), the OSPF gate's `frrctl-*` prefix-lists and route-map entries
+    (vtysh driver on OSPF hosts) and the static routes (`ip route P cloudbr0`,
+    grpc driver): they are the live state, not drift. What remains must be empty.
     """
     if not controller:
         return changes

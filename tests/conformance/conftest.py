@@ -56,15 +56,14 @@ class Backend:
 
     @property
     def grpc(self) -> bool:
-        return self.driver in ("grpc", "grpc-static")
+        return self.driver == "grpc"
 
 
 BACKENDS = [
     Backend("vtysh", "vtysh", "bgp"),
     Backend("grpc", "grpc", "bgp"),
-    Backend("grpc-static", "grpc-static", "bgp"),
     Backend("ospf", "vtysh", "ospf", admission=True),
-    Backend("ospf-grpc-static", "grpc-static", "ospf"),  # staticd routes, redistributed
+    Backend("ospf-grpc", "grpc", "ospf"),  # staticd routes, redistributed
 ]
 
 

@@ -2,7 +2,7 @@
 from an inventory: announce, withdraw, read back, apply idempotently, recover
 after a restart of the daemon that holds the announcements.
 
-Back ends with announcements of their own (vtysh, grpc, grpc-static; staticd on
+Back ends with announcements of their own (vtysh, grpc: staticd routes, also on
 an OSPF host) are driven through read/apply/reconcile; the OSPF admission (an
 OSPFv2 + OSPFv3 host with the vtysh driver) through admit() with real policy
 decisions. What a BGP host announces is checked in bgpd's own table, what an
@@ -164,8 +164,7 @@ def test_drain_withdraws_everything_and_undrain_restores(
 def test_a_restarted_daemon_is_recovered_by_a_fresh_announcer(host: Host) -> None:
     """The daemon holding the announcements restarts with the rendered config:
     a new announcer (a restarted frrctl) reads what is left and restores it."""
-    daemons = {"vtysh": ["bgpd"], "grpc": ["bgpd"], "grpc-static": ["staticd"]}
-    daemons["ospf-grpc-static"] = ["staticd"]
+    daemons = {"vtysh": ["bgpd"], "grpc": ["staticd"], "ospf-grpc": ["staticd"]}
     for daemon in daemons.get(host.backend.name, ["ospfd", "ospf6d"]):
         host.restart(daemon)
     fresh = host.announcer()

@@ -3,8 +3,8 @@ ExaBGP peer in a namespace of its own recording every update it receives, and
 `frrctl daemon` started inside the host namespace as the lab and systemd do.
 
 The host's bgpd config is written here (controller mode: no `redistribute
-kernel` for the vtysh driver; the gRPC gate and its `redistribute kernel
-route-map frrctl-announce-vN` for the gRPC driver). It deliberately has no
+kernel` for the vtysh driver; `redistribute static route-map static-cloud[-v6]`
+for the gRPC driver's staticd routes). It deliberately has no
 `cloud-pool` out-filter towards the peer: what the peer receives is then
 decided by the daemon's policy alone, which is what these tests check.
 """
@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 import yaml
 
-from frrctl.frr.gate import Gate
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox, run
 from frrctl.frr.staticd import StaticLayout
 from frrctl.lab.netns import EXABGP, recorder_command, start_exabgp
@@ -72,7 +71,7 @@ needs_lab = pytest.mark.skipif(bool(skip_reason()), reason=skip_reason() or "")
 
 
 def static_lines() -> list[str]:
-    """grpc-static: the rendered pool lists and StaticLayout's route-maps."""
+    """grpc: the rendered pool lists and StaticLayout's route-maps."""
     pools = [f"ip prefix-list cloud-pool-v4 seq {10 * i + 10} permit {p} ge 32"
              for i, p in enumerate(POOLS_V4)]  # fmt: skip
     pools += [f"ipv6 prefix-list cloud-pool-v6 seq {10 * i + 10} permit {p} ge 128"
@@ -81,15 +80,13 @@ def static_lines() -> list[str]:
 
 
 def bgpd_config(driver: str) -> str:
-    gate = "\n".join(Gate().config_lines()) if driver == "grpc" else ""
-    red = {v: f"  redistribute kernel route-map {Gate().route_map(v)}" for v in (4, 6)}
+    gate = ""
+    red = {4: "", 6: ""}
     if driver == "native":  # FRR's own redistribution, no daemon: the baseline
         red = {4: "  redistribute kernel", 6: "  redistribute kernel"}
-    elif driver == "grpc-static":
+    elif driver == "grpc":
         gate = "\n".join(static_lines())
         red = {v: f"  redistribute static route-map {StaticLayout().route_map(v)}" for v in (4, 6)}
-    elif driver != "grpc":
-        red = {4: "", 6: ""}
     return f"""frr defaults datacenter
 hostname fg4-dhost
 bgp route-map delay-timer 1
@@ -266,14 +263,14 @@ class Lab:
 
     @property
     def metric(self) -> list[str]:
-        """grpc-static: routes at the metric `frrctl instance plug` sets."""
-        return ["metric", str(STATIC_MIN_METRIC)] if self.driver == "grpc-static" else []
+        """grpc: routes at the metric `frrctl instance plug` sets."""
+        return ["metric", str(STATIC_MIN_METRIC)] if self.driver == "grpc" else []
 
     def add_route(self, prefix: str, dev: str = "cloudbr0") -> None:
         self.ip("route", "replace", prefix, "dev", dev, *self.metric)
 
     def del_route(self, prefix: str, dev: str = "cloudbr0") -> None:
-        # with the metric: else the kernel may delete zebra's copy (grpc-static) first
+        # with the metric: else the kernel may delete zebra's copy (grpc) first
         self.ip("route", "del", prefix, "dev", dev, *self.metric, check=False)
 
     def batch(self, lines: list[str]) -> None:
@@ -289,7 +286,7 @@ class Lab:
 
     # -- FRR -----------------------------------------------------------------
     def bgpd_args(self) -> tuple[str, ...]:
-        return ("-M", f"grpc:{GRPC_PORT}") if self.driver == "grpc" else ()
+        return ()
 
     def restart_zebra(self) -> None:
         self.host.kill("zebra")
@@ -308,7 +305,7 @@ class Lab:
         self.host.start("bgpd", bgpd_config(self.driver), self.bgpd_args())
 
     def start_staticd(self) -> None:
-        if self.driver == "grpc-static":
+        if self.driver == "grpc":
             self.host.start("staticd", "hostname fg4-dhost\n", ("-M", f"grpc:{GRPC_PORT}"))
 
     def networks(self) -> str:
@@ -416,7 +413,7 @@ def make_lab(
     FIB filter (`ip protocol bgp route-map fib-default-only`)."""
     tag = secrets.token_hex(3)
     install = FrrInstall.debian()
-    if driver in ("grpc", "grpc-static"):
+    if driver == "grpc":
         found = grpc_install()
         assert found is not None
         install = found
@@ -487,7 +484,6 @@ def driver_params() -> list[Any]:
     return [
         "vtysh",
         pytest.param("grpc", marks=pytest.mark.skipif(bool(reason), reason=reason or "")),
-        pytest.param("grpc-static", marks=pytest.mark.skipif(bool(reason), reason=reason or "")),
     ]
 
 

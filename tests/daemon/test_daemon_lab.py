@@ -306,7 +306,7 @@ def test_operator_state_applies_while_daemon_is_down(running: Lab) -> None:
 
 def test_grpc_port_closed_to_the_outside(running: Lab) -> None:
     lab = running
-    if lab.driver not in ("grpc", "grpc-static"):
+    if lab.driver != "grpc":
         pytest.skip("only the gRPC drivers open a gRPC port")
     # from the host itself: open (the daemon uses it)
     connect_in_netns(lab.host.name, "127.0.0.1", GRPC_PORT, timeout=5).close()
@@ -359,12 +359,12 @@ def test_require_neighbor_follows_permanent_neighbours(neighbor_lab: Lab) -> Non
     assert status_by_prefix(lab)["192.0.2.41/32"]["verdict"] == "no-permanent-neighbor"
 
 
-def test_grpc_static_refuses_a_metric_0_route_and_says_how_to_fix_it(running: Lab) -> None:
+def test_grpc_refuses_a_metric_0_route_and_says_how_to_fix_it(running: Lab) -> None:
     """Issue 11 2.3: the seed's `ip route add ... dev cloudbr0` (metric 0) would
     outrank the driver's static route in zebra: refused, with the fix in status."""
     lab = running
-    if lab.driver != "grpc-static":
-        pytest.skip("only the grpc-static driver needs the metric")
+    if lab.driver != "grpc":
+        pytest.skip("only the grpc (staticd) driver needs the metric")
     lab.ip("route", "add", "192.0.2.45/32", "dev", "cloudbr0")  # metric 0
     wait(lambda: "192.0.2.45/32" in status_by_prefix(lab), what="verdict for 192.0.2.45")
     item = status_by_prefix(lab)["192.0.2.45/32"]

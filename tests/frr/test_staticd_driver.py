@@ -1,4 +1,4 @@
-"""grpc-static driver: staticd over gRPC (lab/build-frr-grpc.sh), bgpd redistributing
+"""grpc driver: staticd over gRPC (lab/build-frr-grpc.sh), bgpd redistributing
 static routes, checked at an upstream."""
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from frrctl.frr.base import RetryPolicy
+from frrctl.frr.base import AnnounceDriver, RetryPolicy
 from frrctl.frr.netns import NetnsPortForwarder
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox
-from frrctl.frr.staticd import StaticdDriver
+from frrctl.frr.staticd import StaticdDriver, StaticdVtyDriver
 from frrctl.frr.vty import VtyClient
 from frrctl.inventory import parse_inventory
 from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix
@@ -30,7 +30,7 @@ from .conftest import GRPC_PORT, grpc_install, needs_grpc_frr, unique
 
 pytestmark = [needs_grpc_frr, pytest.mark.lab]
 P = parse_prefix
-STATICD = "grpc-static"
+STATICD = "grpc"
 AREA = "0.0.0.3"
 INVENTORY = {
     "fabric": {"pools": {"ipv4": ["192.0.2.0/24"], "ipv6": ["2001:db8:100::/64"]}},
@@ -180,15 +180,27 @@ def fabric() -> Iterator[OspfFabric]:
         host.close()
 
 
-@pytest.fixture
-def driver(fabric: OspfFabric) -> Iterator[StaticdDriver]:
+@pytest.fixture(scope="module")
+def drivers(fabric: OspfFabric) -> Iterator[dict[str, AnnounceDriver]]:
+    """Both transports to the same staticd: gRPC, and the vty (XFRR-batched)."""
     with NetnsPortForwarder(fabric.host.name, "127.0.0.1", GRPC_PORT, "fg4-ofwd-") as fwd:
-        drv = StaticdDriver(fwd.target, retry=RetryPolicy(deadline=3))
+        retry, vty_dir = RetryPolicy(deadline=3), fabric.host.vtydir
+        grpc = StaticdDriver(fwd.target, retry=retry, vty_dir=vty_dir, bgp=False, ospf6=True)
+        vty = StaticdVtyDriver(vty_dir, retry=retry, ospf6=True)
         try:
-            yield drv
-            drv.reconcile({})
+            yield {"grpc": grpc, "vty": vty}
         finally:
-            drv.close()
+            grpc.close()
+            vty.close()
+
+
+@pytest.fixture(params=["grpc", "vty"])
+def driver(
+    request: pytest.FixtureRequest, drivers: dict[str, AnnounceDriver]
+) -> Iterator[AnnounceDriver]:
+    drv = drivers[request.param]
+    yield drv
+    drv.reconcile({})
 
 
 def test_rendered_config_redistributes_static_in_both_ospfs(fabric: OspfFabric) -> None:
@@ -244,7 +256,9 @@ def p50(values: list[float]) -> str:
 ROUNDS = 8
 
 
-def test_latency_against_native_redistribution(fabric: OspfFabric, driver: StaticdDriver) -> None:
+def test_latency_against_native_redistribution(
+    fabric: OspfFabric, drivers: dict[str, AnnounceDriver]
+) -> None:
     """Announce / withdraw, one prefix at a time, until the LSA is (no longer,
     MaxAge counts as gone) in the upstream's LSDB: native `redistribute kernel`
     vs the staticd driver. Every round must arrive; the figures are printed.
@@ -260,17 +274,18 @@ def test_latency_against_native_redistribution(fabric: OspfFabric, driver: Stati
         fabric.host.ns_exec(["ip", "route", verb, p, "dev", "cloudbr0", *tail])
 
     try:
-        for source in ("kernel", "static"):
-            fabric.redistribute(source)
+        for source in ("kernel", "grpc", "vty"):
+            fabric.redistribute("kernel" if source == "kernel" else "static")
+            driver = drivers.get(source)
             for version in (4, 6):
                 ups, downs = figures.setdefault((source, version), ([], []))
-                base = 10 if source == "kernel" else 40
+                base = {"kernel": 10, "grpc": 40, "vty": 70}[source]
                 prefixes = [prefix_of(version, i) for i in range(base, base + ROUNDS)]
                 for p in prefixes:
-                    if source == "static":
+                    if driver is not None:
                         kernel("add", p, "metric", str(STATIC_MIN_METRIC))
                     t0 = time.perf_counter()  # native: includes the `ip` exec (a few ms)
-                    if source == "kernel":
+                    if driver is None:
                         kernel("add", p)
                     else:
                         driver.apply(Plan(announce=((P(p), False),)))
@@ -279,22 +294,31 @@ def test_latency_against_native_redistribution(fabric: OspfFabric, driver: Stati
                 time.sleep(2.0)
                 for p in prefixes:
                     t0 = time.perf_counter()
-                    if source == "kernel":
+                    if driver is None:
                         kernel("del", p)
                     else:
                         driver.apply(Plan(withdraw=(P(p),)))
                     lsdb.wait(lambda got, p=p: p not in got, version)  # type: ignore[misc]
                     downs.append(time.perf_counter() - t0)
-                    if source == "static":
-                        kernel("del", p)
+                    if driver is not None:
+                        kernel("del", p, "metric", str(STATIC_MIN_METRIC))
     finally:
         fabric.redistribute("static")
         lsdb.close()
     for (source, version), (ups, downs) in sorted(figures.items()):
-        name = "native redistribute kernel" if source == "kernel" else "staticd driver (gRPC)"
+        name = {"kernel": "native redistribute kernel", "grpc": "staticd over gRPC",
+                "vty": "staticd over its vty (XFRR batch)"}[source]  # fmt: skip
         print(f"OSPFv{2 if version == 4 else 3} {name}: announce p50 {p50(ups)}, "
               f"withdraw p50 {p50(downs)} ({len(ups)} rounds; "
               f"max {max(ups) * 1000:.1f} / {max(downs) * 1000:.1f} ms)")  # fmt: skip
+
+
+def unplug(fabric: OspfFabric, *prefixes: str) -> None:
+    """Remove the plugged route by its metric (else the kernel may delete zebra's
+    copy of the static route first), then any metric-0 one."""
+    for p in prefixes:
+        for tail in (["metric", str(STATIC_MIN_METRIC)], []):
+            fabric.host.ns_exec(["ip", "route", "del", p, "dev", "cloudbr0", *tail], check=False)
 
 
 class Sampler(threading.Thread):
@@ -321,7 +345,7 @@ class Sampler(threading.Thread):
             box.close()
 
 
-def test_refused_prefixes_never_reach_the_lsdb(fabric: OspfFabric, driver: StaticdDriver) -> None:
+def test_refused_prefixes_never_reach_the_lsdb(fabric: OspfFabric, driver: AnnounceDriver) -> None:
     """With staticd every refusal (hold, drain, the maximum, require-neighbor,
     the seed's metric-0 route) is a route that is not in staticd, so OSPF has
     nothing to originate, not even for a moment; and a static route outside the
@@ -350,9 +374,36 @@ def test_refused_prefixes_never_reach_the_lsdb(fabric: OspfFabric, driver: Stati
         time.sleep(1.0)  # and a while after
     finally:
         sampler.stop()
-        for p in refused_plugged + good + metric_0:
-            fabric.host.ns_exec(["ip", "route", "del", p, "dev", "cloudbr0"], check=False)
+        unplug(fabric, *refused_plugged, *good, *metric_0)
     leaked = sampler.seen & set(refused_plugged + metric_0 + outside)
     print(f"LSDB samples (host + upstream, both OSPFs): {sampler.samples}")
     assert sampler.samples > 20
     assert not leaked, f"refused prefixes reached an LSDB: {sorted(leaked)}"
+
+
+def test_read_back_and_drain_tag(fabric: OspfFabric, driver: AnnounceDriver) -> None:
+    """Both transports read back what they wrote, the drain tag included (a
+    tagged route is still redistributed by OSPF: it has no GRACEFUL_SHUTDOWN)."""
+    both = {P("192.0.2.95/32"): False, P("2001:db8:100::95/128"): False}
+    for p in both:
+        fabric.host.ns_exec(["ip", "route", "add", str(p), "dev", "cloudbr0", "metric",
+                             str(STATIC_MIN_METRIC)])  # fmt: skip
+    lsdb = Lsdb(fabric.upstream)
+    try:
+        assert driver.reconcile(both).announced == both
+        drained = dict.fromkeys(both, True)
+        assert driver.reconcile(drained).announced == drained
+        config = fabric.host.vtysh("show running-config staticd")
+        assert "ip route 192.0.2.95/32 cloudbr0 tag 65534" in config
+        for p in both:
+            lsdb.wait(lambda got, p=p: str(p) in got, p.version)  # type: ignore[misc]
+        assert driver.check_table() is None  # no bgpd here
+        # ospf6d redistributes the IPv6 one; one it was never given is reported lost
+        extra = {P("2001:db8:100::96/128"): False}
+        assert driver.redistribution_lost(both) == set()
+        assert driver.redistribution_lost({**both, **extra}) == set(extra)
+        assert driver.reconcile(both).announced == both
+        assert not driver.reconcile(both).plan
+    finally:
+        lsdb.close()
+        unplug(fabric, *map(str, both))

@@ -41,11 +41,6 @@ MODES = [
         id="daemon-grpc",
         marks=pytest.mark.skipif(bool(_grpc_skip()), reason=_grpc_skip() or ""),
     ),
-    pytest.param(
-        "grpc-static",
-        id="daemon-grpc-static",
-        marks=pytest.mark.skipif(bool(_grpc_skip()), reason=_grpc_skip() or ""),
-    ),
 ]
 
 
@@ -164,11 +159,12 @@ GUARDS = {
 
 
 def _routes(lab: runner.Lab, action: str) -> None:
-    # grpc-static: at the metric `frrctl instance plug` sets (a metric-0 route
-    # outranks the driver's static route, and the policy refuses it)
-    static = lab.plan.fleet.host("hv1").controller.driver == "grpc-static"
-    tail = " metric 33554432" if static and lab.plan.fleet.host("hv1").mode == "controller" else ""
     for host, sets in GUARDS.items():
+        # grpc: at the metric `frrctl instance plug` sets (a metric-0 route
+        # outranks the driver's static route, and the policy refuses it)
+        spec = lab.plan.fleet.host(host)
+        static = spec.mode == "controller" and spec.controller.driver == "grpc"
+        tail = " metric 33554432" if static else ""
         lines = [f"route {action} {p} dev {dev}{tail}" for p, dev in sets["bad"] + sets["good"]]
         result = subprocess.run(
             ["ip", "-n", lab.plan.host_ns(host), "-batch", "-"],
@@ -371,14 +367,14 @@ except OSError as exc:
 
 def test_grpc_port_is_closed_to_the_fabric(lab: runner.Lab) -> None:
     host = lab.plan.fleet.host("hv1")
-    if host.mode != "controller" or host.controller.driver not in ("grpc", "grpc-static"):
-        pytest.skip("only with the gRPC drivers")
+    if host.mode != "controller" or host.controller.driver != "grpc":
+        pytest.skip("only with the gRPC driver")
     port = str(host.controller.grpc_port)
 
     def probe(ns: str, address: str) -> str:
         return netns.ns_run(ns, [sys.executable, "-c", PROBE, address, port]).stdout.strip()
 
-    # bgpd's northbound module listens on every address of the host...
+    # staticd's northbound module listens on every address of the host...
     assert probe(lab.plan.host_ns("hv1"), "127.0.0.1") == "open"
     assert probe(lab.plan.host_ns("hv1"), "198.18.0.1") == "open"  # the uplink address too
     # ...but from the upstream router, over the uplink, it cannot be reached.

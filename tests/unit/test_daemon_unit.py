@@ -686,19 +686,19 @@ def test_registry_knows_every_back_end_by_name(tmp_path: Path) -> None:
 
     spec = registry.AnnouncerSpec(bridge="cloudbr0", vty_dir=tmp_path, asn=64512)
     assert isinstance(registry.make_announcer("vtysh", spec), VtyshDriver)
-    static = registry.make_announcer("grpc-static", spec)
+    static = registry.make_announcer("grpc", spec)
     assert isinstance(static, StaticdDriver) and static.min_metric == STATIC_MIN_METRIC
     both = registry.make_announcer("vtysh", dataclasses.replace(spec, ospf_versions=(4, 6)))
     assert isinstance(both, Composite) and both.admission().daemons == ("ospfd", "ospf6d")
     ospf_only = dataclasses.replace(spec, runs_bgp=False, ospf_versions=(6,), asn=None)
     assert isinstance(registry.make_announcer("vtysh", ospf_only), OspfAdmission)
     # staticd's routes reach ospfd/ospf6d too: no OSPF gate is composed with it
-    carried = registry.make_announcer("grpc-static", ospf_only)
+    carried = registry.make_announcer("grpc", ospf_only)
     assert isinstance(carried, StaticdDriver) and carried.carries_ospf
-    both = registry.make_announcer("grpc-static", dataclasses.replace(spec, ospf_versions=(4,)))
+    both = registry.make_announcer("grpc", dataclasses.replace(spec, ospf_versions=(4,)))
     assert isinstance(both, StaticdDriver)
     assert registry.uses_grpc("grpc") and not registry.uses_grpc("vtysh")
-    with pytest.raises(UsageError, match="unknown driver 'nope' \\(vtysh, grpc, grpc-static\\)"):
+    with pytest.raises(UsageError, match="unknown driver 'nope' \\(vtysh, grpc\\)"):
         registry.make_announcer("nope", spec)
     with pytest.raises(UsageError, match="needs the host's asn"):
         registry.make_announcer("vtysh", dataclasses.replace(spec, asn=None))

@@ -59,7 +59,7 @@ def test_learned_routes_ignore_connected_and_vm_routes() -> None:
         {"dst": "198.18.0.0/31", "protocol": "kernel"},
         {"dst": "198.18.200.0/24", "protocol": "bgp"},
         {"dst": "224.0.0.0/4", "type": "multicast", "protocol": "ospf"},
-        # zebra's copy of the grpc-static driver's own route; a static elsewhere counts
+        # zebra's copy of the grpc driver's own route; a static elsewhere counts
         {"dst": "192.0.2.20", "dev": "cloudbr0", "protocol": "static", "metric": 20},
         {"dst": "198.18.201.0/24", "dev": "eth0", "protocol": "static"},
     ]
@@ -131,7 +131,7 @@ def test_static_config_changes_ignore_the_daemons_own_statements() -> None:
     assert static_config_changes(daemon, controller=True) == []
     assert static_config_changes(daemon, controller=False) == daemon
     static = ["+no ip route 192.0.2.10/32 cloudbr0", "+no ipv6 route 2001:db8::10/128 cloudbr0"]
-    assert static_config_changes(static, controller=True) == []  # grpc-static's routes
+    assert static_config_changes(static, controller=True) == []  # the grpc driver's routes
     drift = [*daemon, "+neighbor 198.18.0.0 bfd"]
     assert static_config_changes(drift, controller=True) == [
         "-address-family ipv4 unicast",

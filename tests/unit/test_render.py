@@ -56,18 +56,18 @@ def test_policy_lines_in_every_config() -> None:
                 "redistribute kernel route-map only-cloud",
                 "redistribute kernel route-map only-cloud-v6",
             }
-            if grpc:  # BGP goes through the daemon's gate, OSPF through only-cloud
-                allowed |= {
-                    "redistribute kernel route-map frrctl-announce-v4",
-                    "redistribute kernel route-map frrctl-announce-v6",
+            if grpc:  # BGP and OSPF redistribute the daemon's staticd routes, nothing else
+                allowed = {
+                    "redistribute static route-map static-cloud",
+                    "redistribute static route-map static-cloud-v6",
                 }
             for line in conf.splitlines():
-                if "redistribute kernel" in line:
+                if "redistribute " in line:
                     assert line.strip() in allowed, host
-            # Every route-map entry that lets a kernel route out is tied to the bridge.
+            # Every route-map entry that lets a route out is tied to the bridge.
             for block in conf.split("\nroute-map ")[1:]:
                 head = block.split("\n", 1)[0].split()
-                if head[0].startswith(("only-cloud", "frrctl-announce")) and head[1] == "permit":
+                if head[0].startswith(("only-cloud", "static-cloud")) and head[1] == "permit":
                     assert "\n match interface cloudbr0\n" in block, (host, block[:60])
             for uplink in h.uplinks:
                 if uplink.bgp:
@@ -181,12 +181,14 @@ def test_render_with_check_writes_files(tmp_path: Path) -> None:
 
 
 def test_ospf_admission_starts_closed_only_in_controller_mode() -> None:
+    """...with the vtysh driver; the grpc driver's OSPF redistributes its static
+    routes and needs no gate (tests/unit/test_render_static.py)."""
     for path in CASES.values():
         fleet = load_inventory(path)
         for host, files in render_fleet(fleet).items():
             h = fleet.host(host)
             conf = files["frr.conf"]
-            controller = h.mode == "controller"
+            controller = h.mode == "controller" and h.controller.driver == "vtysh"
             for version, runs in ((4, h.runs_ospf), (6, h.runs_ospf6)):
                 kw = "ip" if version == 4 else "ipv6"
                 sentinel = f"{kw} prefix-list frrctl-admit-v{version} seq 4294967295 permit any"

@@ -5,8 +5,12 @@ and nothing of the first gRPC driver's gate nor of the OSPF admission gate is le
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from frrctl.frrcheck import check_config
 from frrctl.inventory import load_inventory
@@ -14,7 +18,7 @@ from frrctl.render import render_host
 from tests.conftest import ROOT
 
 EDGE = ROOT / "tests" / "data" / "edge-fleet.yaml"
-STATICD = "grpc-static"
+STATICD = "grpc"
 
 
 def static_host_files(hostname: str = "mixed") -> dict[str, str]:
@@ -91,3 +95,21 @@ def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
 @pytest.mark.parametrize("hostname", ["mixed", "ospfonly", "v6only", "unnum"])
 def test_frr_accepts_it(hostname: str) -> None:
     check_config(static_host_files(hostname)["frr.conf"], f"static/{hostname}/frr.conf")
+
+
+def test_the_old_name_grpc_static_is_one_line_naming_grpc(tmp_path: Path) -> None:
+    raw = yaml.safe_load(EDGE.read_text())
+    mixed = next(h for h in raw["hosts"] if h["hostname"] == "mixed")
+    mixed["controller"] = {**(mixed.get("controller") or {}), "driver": "grpc-static"}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "frrctl.cli", "render", "--inventory", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "controller.driver" in result.stderr and "`driver: grpc`" in result.stderr
+    assert not out.exists()
