@@ -53,6 +53,7 @@ def _grpc_static(spec: AnnouncerSpec) -> AnnounceDriver:
         rpc_timeout=10.0,
         vty_dir=spec.vty_dir,
         bgp=spec.runs_bgp,
+        ospf6=6 in spec.ospf_versions,  # the redistribution-lost check after zebra restarts
     )
 
 
