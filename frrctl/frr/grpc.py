@@ -11,8 +11,8 @@ the host must firewall the port to everything but itself (the lab shows it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -37,13 +37,53 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# FRR 8.4.4 builds its gRPC server without raising the receive limit
+# (lib/northbound_grpc.cpp, frr_grpc_init: no SetMaxReceiveMessageSize), so
+# gRPC's default of 4 MiB applies to every EditCandidate. Stay well below it.
+MAX_EDIT_BYTES = 3 << 20
+# Protobuf's per-element framing in a repeated field: one tag byte and a
+# length varint of at most 5 bytes.
+_FRAMING = 6
+
+
 def rpc_error(what: str, exc: grpc.RpcError, daemon: str = "staticd") -> DriverError:
     """A clear DriverError (FrrUnavailable when worth retrying) for a failed RPC."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     name = code.name if code is not None else "UNKNOWN"
     message = f"{daemon} gRPC {what}: {name}: {details}"
-    return FrrUnavailable(message) if code in _TRANSIENT else DriverError(message)
+    # RESOURCE_EXHAUSTED also means "message too large": resending the same
+    # message would fail forever, so that one is not worth retrying.
+    transient = code in _TRANSIENT and "larger than max" not in (details or "")
+    return FrrUnavailable(message) if transient else DriverError(message)
+
+
+class _Sized(Protocol):
+    def ByteSize(self) -> int: ...  # protobuf's name
+
+
+T = TypeVar("T", bound=_Sized)
+
+
+def edit_batches(
+    updates: Sequence[T], deletes: Sequence[T], max_items: int, max_bytes: int = MAX_EDIT_BYTES
+) -> Iterator[tuple[list[T], list[T]]]:
+    """Split one transaction's edits into EditCandidate messages of at most
+    max_items path-values and max_bytes encoded (pure: protobuf sizes only).
+    Deletes go first, so a message never mixes them out of order."""
+    batch: tuple[list[T], list[T]] = ([], [])
+    size = 0
+    for kind, items in ((1, deletes), (0, updates)):
+        for item in items:
+            cost = item.ByteSize() + _FRAMING
+            count = len(batch[0]) + len(batch[1])
+            if count and (count >= max_items or size + cost > max_bytes):
+                yield batch
+                batch, size = ([], []), 0
+            batch[kind].append(item)
+            size += cost
+    if batch[0] or batch[1]:
+        yield batch
 
 
 def _is_no_changes(exc: grpc.RpcError) -> bool:
@@ -72,14 +112,9 @@ def transaction(
     try:
         updates = [pb.PathValue(path=p, value=v) for p, v in update]
         deletes = [pb.PathValue(path=p) for p in delete]
-        step = edit_chunk
-        for i in range(0, max(len(updates), len(deletes)), step):
+        for upd, dels in edit_batches(updates, deletes, edit_chunk):
             stub.EditCandidate(
-                pb.EditCandidateRequest(
-                    candidate_id=candidate,
-                    update=updates[i : i + step],
-                    delete=deletes[i : i + step],
-                ),
+                pb.EditCandidateRequest(candidate_id=candidate, update=upd, delete=dels),
                 timeout=rpc_timeout,
             )
         try:

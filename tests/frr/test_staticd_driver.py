@@ -128,6 +128,18 @@ def test_a_batch_is_one_commit(fabric: Fabric, driver: StaticdDriver) -> None:
     fabric.host.ns_exec(["ip", "-batch", str(batch)])
 
 
+def test_ten_thousand_in_one_commit_fit_frrs_message_limit(driver: StaticdDriver) -> None:
+    """10,000 routes are ~6 MB of path-values: sent as one EditCandidate they
+    exceed FRR 8.4.4's 4 MiB gRPC receive limit (RESOURCE_EXHAUSTED, retried
+    forever before); the transaction splits them by size and still commits once."""
+    prefixes = {P(f"198.18.{i // 250 + 10}.{i % 250 + 1}/32"): False for i in range(10_000)}
+    started = time.monotonic()
+    result = driver.reconcile(prefixes)
+    assert len(result.plan.announce) == 10_000
+    assert driver.read() == prefixes
+    print(f"10,000 in staticd {time.monotonic() - started:.2f} s after reconcile started")
+
+
 def test_a_kernel_route_at_metric_0_outranks_the_static_route(
     fabric: Fabric, driver: StaticdDriver
 ) -> None:
