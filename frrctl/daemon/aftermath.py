@@ -31,6 +31,7 @@ def repair_table(
     redistribution not registered again) when found missing twice in a row;
     alert on ones it cannot withdraw. True when it refreshed: re-read FRR."""
     try:
+        announcer.reregister(sorted(desired, key=prefix_key))
         check = announcer.check_table()
     except DriverError as exc:
         log.warning("repair after a zebra restart: %s", exc)
@@ -38,6 +39,22 @@ def repair_table(
     if check is None:
         return False
     stale = table.stale(now, set(check.stale) - desired)
+    due = table.stale_due(now)
+    if due:
+        try:
+            withdrawn = announcer.withdraw_stale(sorted(due, key=prefix_key))
+        except DriverError as exc:
+            log.warning("repair after a zebra restart: %s", exc)
+            withdrawn = False
+        if withdrawn:
+            metrics.errors.labels("bgp-table-stale").inc(len(due))
+            log.warning(
+                "bgpd still announces prefixes withdrawn while zebra was restarting; "
+                "withdrawing them through zebra (%s driver)",
+                announcer.name,
+                extra={"fields": {"prefixes": _sample(due)}},
+            )
+            return True
     if stale:
         metrics.errors.labels("bgp-table-stale").inc(len(stale))
         log.error(

@@ -147,6 +147,10 @@ class TableRepair:
         self.suspect = missing - fix
         return fix
 
+    def stale_due(self, now: float) -> set[IPNetwork]:
+        """Stale prefixes seen for STALE_AFTER (bgpd had its time to drop them)."""
+        return {p for p, since in self.stale_seen.items() if now - since >= STALE_AFTER}
+
     def stale(self, now: float, stale: set[IPNetwork]) -> set[IPNetwork]:
         """Stale prefixes to alert on now (still there STALE_AFTER later, and new)."""
         self.stale_seen = {p: self.stale_seen.get(p, now) for p in stale}

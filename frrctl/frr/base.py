@@ -140,6 +140,17 @@ class AnnounceDriver(abc.ABC):
     def refresh(self, prefixes: list[IPNetwork]) -> None:  # noqa: B027 - optional hook
         """Make FRR resolve these announced prefixes again (after check_table)."""
 
+    def reregister(self, prefixes: list[IPNetwork]) -> None:  # noqa: B027 - optional hook
+        """After a zebra restart: have the protocol daemons register again with
+        the new zebra whatever carries these prefixes to them. Called every
+        repair round while the window is open: cheap and idempotent."""
+
+    def withdraw_stale(self, prefixes: list[IPNetwork]) -> bool:
+        """Make bgpd withdraw prefixes it still announces although nothing
+        announces them any more (check_table's stale, after a zebra restart).
+        False: this back end cannot (the daemon alerts instead)."""
+        return False
+
     def admit(self, decision: Decision, config: PolicyConfig) -> bool:
         """Act on the whole decision it was made under `config` (not on a diff):
         the OSPF admission gates. True if FRR changed."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
 from frrctl.frr.grpc import CHANNEL_OPTIONS, transaction
 from frrctl.frr.grpc import rpc_error as grpc_rpc_error
 from frrctl.frr.ospf import parse_redistributed
-from frrctl.frr.vty import VtyClient
+from frrctl.frr.vty import CMD_WARNING, VtyClient, VtyReply
 from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
 from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix, prefix_key
 from frrctl.pools import IPNetwork
@@ -69,7 +70,6 @@ PROTOCOL = (
 # read the routing container, which holds only staticd's protocol here.
 GET_PATH = "/frr-routing:routing"
 GSHUT_TAG = 65534  # a route with this tag is announced with GRACEFUL_SHUTDOWN
-NUDGE_SEQ = 65000  # route-map entry refresh() adds and removes at once
 _AFI_SAFI = {4: "frr-routing:ipv4-unicast", 6: "frr-routing:ipv6-unicast"}
 _MATCH = {4: "ip", 6: "ipv6"}
 _PATH = "path-list[table-id='0'][distance='1']"
@@ -184,6 +184,54 @@ def ospf6_lost(
     return want - parse_redistributed(reply.output, "S")
 
 
+def register_commands(layout: StaticLayout, versions: Iterable[int]) -> list[str]:
+    """bgpd: enter `redistribute static route-map ...` again per family. FRR 8.4's
+    zclient_stop (lib/zclient.c) frees a client's redistribution bitmaps when
+    zebra goes, so bgpd reconnects registered for nothing; the same line again
+    finds its bit clear and sends ZEBRA_REDISTRIBUTE_ADD at once
+    (bgp_redistribute_set), and zebra answers with its static routes: no
+    withdraw, and routes bgpd already holds unchanged cause no UPDATE. Where
+    bgpd is still registered the line is a no-op answered CMD_WARNING."""
+    commands = ["configure terminal", "router bgp"]
+    for version in sorted(set(versions)):
+        commands += [
+            f"address-family ipv{version} unicast",
+            f"redistribute static route-map {layout.route_map(version)}",
+            "exit-address-family",
+        ]
+    return [*commands, "end"]
+
+
+def register_failures(replies: Iterable[VtyReply]) -> list[VtyReply]:
+    """register_commands' real failures (CMD_WARNING: still registered)."""
+    return [
+        r for r in failures(replies)
+        if not (r.status == CMD_WARNING and r.command.startswith("redistribute static"))
+    ]  # fmt: skip
+
+
+def zebra_selected(reply: str, prefix: IPNetwork) -> bool:
+    """zebra's `show ip[v6] route P json`: a selected static route for P."""
+    try:
+        data = json.loads(reply or "{}")
+    except ValueError:
+        return False
+    entries = data.get(str(prefix), []) if isinstance(data, dict) else []
+    return any(
+        isinstance(e, dict) and e.get("protocol") == "static" and e.get("selected") for e in entries
+    )
+
+
+def stale_edits(layout: StaticLayout, stale: Iterable[IPNetwork]) -> tuple[StaticEdit, StaticEdit]:
+    """The two commits that make zebra tell bgpd a stale route is gone: the
+    route again (bgpd already announces it: no new NLRI), then its deletion,
+    which zebra redistributes as a delete now that bgpd is registered."""
+    prefixes = sorted(set(stale), key=prefix_key)
+    add = build_edit(layout, Plan(announce=tuple((p, False) for p in prefixes)))
+    delete = build_edit(layout, Plan(withdraw=tuple(prefixes)))
+    return add, delete
+
+
 def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
     return grpc_rpc_error(what, exc, "staticd")
 
@@ -221,6 +269,7 @@ class StaticdDriver(AnnounceDriver):
         self._ospf6d = (
             VtyClient(self.vty_dir / "ospf6d.vty") if with_ospf6 and self.vty_dir else None
         )
+        self._zebra = VtyClient(self.vty_dir / "zebra.vty") if with_bgpd and self.vty_dir else None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
@@ -231,7 +280,7 @@ class StaticdDriver(AnnounceDriver):
         return self._stub
 
     def close(self) -> None:
-        for client in (self._bgpd, self._ospf6d):
+        for client in (self._bgpd, self._ospf6d, self._zebra):
             if client is not None:
                 client.close()
         if self._channel is not None:
@@ -278,26 +327,63 @@ class StaticdDriver(AnnounceDriver):
         return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
-        """Make bgpd fetch the static routes from zebra again (after a zebra
-        restart FRR 8.4's bgpd reconnects but does not register its
-        redistribution again). Adding and removing a deny entry at the end of
-        the route-map changes no verdict but marks the route-map for update;
-        when `bgp route-map delay-timer` fires, bgpd re-registers `redistribute
-        static` (bgp_redistribute_resend) and zebra sends every route again,
-        which also drops routes withdrawn meanwhile."""
+        """Make bgpd fetch the static routes from zebra again: after a zebra
+        restart FRR 8.4's bgpd reconnects registered for no redistribution
+        (register_commands), so zebra sends it neither new routes nor deletes."""
         versions = sorted({p.version for p in prefixes})
         if self._bgpd is None or not versions:
             return
-        commands = ["configure terminal"]
-        for version in versions:
-            entry = f"route-map {self.layout.route_map(version)} deny {NUDGE_SEQ}"
-            commands += [entry, "exit", f"no {entry}"]
-        commands.append("end")
         bgpd = self._bgpd
-        bad = failures(self.retry.call("bgpd", lambda: bgpd.run(commands)))
+        replies = self.retry.call(
+            "bgpd", lambda: bgpd.run(register_commands(self.layout, versions))
+        )
+        bad = register_failures(replies)
         if bad:
             detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad)
             raise DriverError(f"bgpd refused the redistribution refresh: {detail}")
+
+    def reregister(self, prefixes: Iterable[IPNetwork]) -> None:
+        """refresh(): zebra dedups a registration it has (zebra_redistribute_add
+        sends its table only to a new one), so each further round costs bgpd
+        one vty exchange and nothing more."""
+        self.refresh(prefixes)
+
+    def withdraw_stale(self, prefixes: Iterable[IPNetwork]) -> bool:
+        """Withdraw routes bgpd still holds from before a zebra restart (their
+        staticd route went while bgpd was not registered with the new zebra,
+        which never had them): register bgpd again, give zebra the route
+        (stale_edits), wait until zebra selected it, delete it. Only these
+        prefixes are touched; bgpd already announces them, so the add sends
+        no new NLRI, and the delete is their one withdraw."""
+        stale = sorted(set(prefixes), key=prefix_key)
+        if self._bgpd is None or self._zebra is None or not stale:
+            return False
+        self.refresh(stale)
+        add, delete = stale_edits(self.layout, stale)
+        self.retry.call("grpc commit", lambda: self.commit(add, "frrctl: stale route, again"))
+        try:
+            self._wait_selected(stale, timeout=1.0)
+        finally:
+            self.retry.call("grpc commit", lambda: self.commit(delete, "frrctl: stale route, gone"))
+        return True
+
+    def _wait_selected(self, prefixes: list[IPNetwork], timeout: float) -> bool:
+        """Until zebra has selected a static route for each (else zebra may
+        coalesce the add and the delete and tell bgpd nothing)."""
+        zebra = self._zebra
+        assert zebra is not None
+        deadline = time.monotonic() + timeout
+        left = list(prefixes)
+        while True:
+            left = [p for p in left if not self._selected(zebra, p)]
+            if not left or time.monotonic() > deadline:
+                return not left
+            time.sleep(0.02)
+
+    def _selected(self, zebra: VtyClient, prefix: IPNetwork) -> bool:
+        show = f"show {_KW[prefix.version]} route {prefix} json"
+        (reply,) = self.retry.call("zebra", lambda: zebra.run([show]))
+        return zebra_selected(reply.output, prefix)
 
     def commit(self, edit: StaticEdit, comment: str = "frrctl") -> int | None:
         """One transaction; FRR's transaction id, None for "no changes"."""
