@@ -77,7 +77,9 @@ def test_zebra_restart_then_withdraw_and_announce(glab: Lab) -> None:
     again = [e.prefix for e in after if e.kind == "announce" and e.prefix in STAY]
     assert len(again) <= len(STAY), again
     log = daemon.log.read_text()
-    assert "withdrawing them through zebra" in log
+    rounds = log.count("withdrawing them through zebra")
+    print("withdraw_stale rounds:", rounds)  # one per second until bgpd is back (~10 s)
+    assert rounds >= 1
     assert "ALERT: bgpd still announces" not in log
     # registered again for good: a later withdraw and a later announcement go
     # through as without a restart (well within the 1 s rounds of the window)
