@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,22 @@ def stale_edits(layout: StaticLayout, stale: Iterable[IPNetwork]) -> tuple[Stati
     return add, delete
 
 
+def table_check(
+    bgpd: VtyClient | None,
+    retry: RetryPolicy,
+    read: Callable[[], Mapping[IPNetwork, bool]],
+) -> TableCheck | None:
+    """bgpd's table against staticd's routes, for either transport: missing =
+    announced by staticd, not valid in bgpd; stale = originated by bgpd, no
+    longer a staticd route. None without bgpd."""
+    if bgpd is None:
+        return None
+    routes = read()
+    tables = bgp_tables(bgpd, retry)
+    stale = originated_in_rib(tables) - set(routes)
+    return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
+
+
 def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
     return grpc_rpc_error(what, exc, "staticd")
 
@@ -315,12 +331,7 @@ class StaticdDriver(AnnounceDriver):
         """bgpd's table against staticd's routes (after a zebra restart):
         missing = announced by staticd, not valid in bgpd; stale = originated
         by bgpd, no longer a staticd route. None without bgpd."""
-        if self._bgpd is None:
-            return None
-        routes = self.read()
-        tables = bgp_tables(self._bgpd, self.retry)
-        stale = originated_in_rib(tables) - set(routes)
-        return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
+        return table_check(self._bgpd, self.retry, self.read)
 
     def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
         """Desired IPv6 prefixes ospf6d does not redistribute; None without ospf6d."""
@@ -490,9 +501,4 @@ class StaticdVtyDriver(AnnounceDriver):
             raise DriverError(f"staticd refused {plan.summary()}: {detail}")
 
     def check_table(self) -> TableCheck | None:
-        if self._bgpd is None:
-            return None
-        routes = self.read()
-        tables = bgp_tables(self._bgpd, self.retry)
-        stale = originated_in_rib(tables) - set(routes)
-        return TableCheck(missing_in_rib(tables, routes), sorted(stale, key=prefix_key))
+        return table_check(self._bgpd, self.retry, self.read)
