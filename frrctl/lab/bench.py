@@ -39,7 +39,7 @@ BENCH_OSPF_HOST = (
 BENCH_POOL4 = ipaddress.IPv4Network("198.19.0.0/16")  # benchmark range (198.18.0.0/15)
 BENCH_POOL6 = ipaddress.IPv6Network("2001:db8:b::/64")
 BENCH_MAC = "52:54:00:be:0c:01"
-# routes as `frrctl instance plug` writes them (the grpc-static driver needs
+# routes as `frrctl instance plug` writes them (the grpc driver needs
 # the metric; native redistribution and the other drivers ignore it)
 PLUG_METRIC = 2 << 24
 # seconds a bulk set may take to reach the peer (FRR alone: ~1 s for 10,000)
@@ -216,7 +216,7 @@ class KernelWriter:
 def give_carrier(ns: str, bridge: str) -> None:
     """A port with carrier on the bench's bridge, as a hypervisor with running VMs
     has: on a bridge without one, zebra holds a static route to it inactive (the
-    grpc-static driver's routes would never be announced; kernel routes are)."""
+    grpc driver's routes would never be announced; kernel routes are)."""
     for args in (
         ["link", "add", "bench-port", "type", "veth", "peer", "name", "bench-port-p"],
         ["link", "set", "bench-port", "master", bridge, "up"],
