@@ -244,6 +244,27 @@ class DaemonProc:
         return self.proc.poll() is None
 
 
+def start_daemon_in(sandbox: FrrSandbox, inventory: Path, state_dir: Path) -> DaemonProc:
+    """`frrctl daemon` for host hv1 inside the sandbox's namespace, returned once
+    its control socket answers (the log is kept in the sandbox's workdir)."""
+    log = sandbox.workdir / "daemon.log"
+    cmd = ["ip", "netns", "exec", sandbox.name, sys.executable, "-m", "frrctl.cli",
+           "daemon", "--inventory", str(inventory), "--host", "hv1",
+           "--vty-dir", str(sandbox.vtydir), "--state-dir", str(state_dir)]  # fmt: skip
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    daemon = DaemonProc(proc, log)
+    deadline = time.monotonic() + 20
+    while True:
+        assert daemon.alive(), log.read_text()[-2000:]
+        try:
+            request(state_dir, {"cmd": "status", "peers": False}, timeout=5)
+            return daemon
+        except Exception:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+
+
 @dataclass
 class Lab:
     driver: str

@@ -24,7 +24,7 @@ from frrctl.frr.ospf import boot_lines
 from frrctl.frr.sandbox import FrrSandbox
 from frrctl.status import request
 
-from .conftest import DaemonProc, needs_lab
+from .conftest import DaemonProc, needs_lab, start_daemon_in
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
@@ -101,23 +101,8 @@ class OspfHost:
         s.start(self.daemon_name, self.conf)
 
     def start_daemon(self) -> DaemonProc:
-        log = self.sandbox.workdir / "daemon.log"
-        cmd = ["ip", "netns", "exec", self.sandbox.name, sys.executable, "-m", "frrctl.cli",
-               "daemon", "--inventory", str(self.inventory), "--host", "hv1",
-               "--vty-dir", str(self.sandbox.vtydir),
-               "--state-dir", str(self.state_dir)]  # fmt: skip
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        self.daemon = DaemonProc(proc, log)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.daemon.alive(), log.read_text()[-2000:]
-            try:
-                request(self.state_dir, {"cmd": "status", "peers": False}, timeout=5)
-                return self.daemon
-            except Exception:
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.05)
+        self.daemon = start_daemon_in(self.sandbox, self.inventory, self.state_dir)
+        return self.daemon
 
     def cli(self, *args: str) -> str:
         cmd = [sys.executable, "-m", "frrctl.cli", *args, "--state-dir", str(self.state_dir)]

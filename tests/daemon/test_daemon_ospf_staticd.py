@@ -30,7 +30,7 @@ from frrctl.policy import STATIC_MIN_METRIC
 from frrctl.render import render_host
 from frrctl.status import request
 
-from .conftest import DaemonProc, grpc_install, grpc_skip_reason, needs_lab
+from .conftest import DaemonProc, grpc_install, grpc_skip_reason, needs_lab, start_daemon_in
 
 pytestmark = [
     needs_lab,
@@ -114,23 +114,8 @@ class StaticOspfHost:
         self.v6 = VtyClient(s.vtydir / "ospf6d.vty", timeout=10)
 
     def start_daemon(self) -> DaemonProc:
-        log = self.sandbox.workdir / "daemon.log"
-        cmd = ["ip", "netns", "exec", self.sandbox.name, sys.executable, "-m", "frrctl.cli",
-               "daemon", "--inventory", str(self.inventory), "--host", "hv1",
-               "--vty-dir", str(self.sandbox.vtydir),
-               "--state-dir", str(self.state_dir)]  # fmt: skip
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        self.daemon = DaemonProc(proc, log)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.daemon.alive(), log.read_text()[-2000:]
-            try:
-                request(self.state_dir, {"cmd": "status", "peers": False}, timeout=5)
-                return self.daemon
-            except Exception:
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.05)
+        self.daemon = start_daemon_in(self.sandbox, self.inventory, self.state_dir)
+        return self.daemon
 
     def route(self, verb: str, *prefixes: str) -> None:
         """As `frrctl instance plug` writes it (metric 2 << 24), or removes it."""
