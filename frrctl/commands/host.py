@@ -216,23 +216,34 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
-        rows = data["instances"]
         if not data["bridge_present"]:
             print(f"warning: bridge {data['bridge']} is missing", file=sys.stderr)
-        for e in rows:
-            status = (
-                "ok"
-                if e["ok"]
-                else "DRIFT: " + "; ".join(" ".join(str(v) for v in d.values()) for d in e["drift"])
-            )
-            port = f" port {e['port']}" if e["port"] else ""
-            print(f"{e['name']} {e['mac']}{port} {' '.join(e['addresses'])} {status}")
-        if data["unrecorded_routes"]:
-            print("host routes on the bridge not recorded by frrctl: "
-                  + " ".join(data["unrecorded_routes"]))  # fmt: skip
-        if not rows:
-            print(f"no instances plugged on {data['bridge']}")
+        for line in format_listing(data):
+            print(line)
     return 1 if args.check and data["drift"] else 0
+
+
+def format_listing(data: dict[str, Any]) -> list[str]:
+    """The text view of `instance list`: one line per instance with its state
+    (plugged, or prepared: a migration's destination, nothing routed yet)."""
+    lines = []
+    for e in data["instances"]:
+        status = (
+            "ok"
+            if e["ok"]
+            else "DRIFT: " + "; ".join(" ".join(str(v) for v in d.values()) for d in e["drift"])
+        )
+        port = f" port {e['port']}" if e["port"] else ""
+        state = e.get("state", "plugged")
+        if state == "prepared":
+            state = "prepared (not routed yet)"
+        lines.append(f"{e['name']} {e['mac']}{port} {' '.join(e['addresses'])} {state} {status}")
+    if data["unrecorded_routes"]:
+        lines.append("host routes on the bridge not recorded by frrctl: "
+                     + " ".join(data["unrecorded_routes"]))  # fmt: skip
+    if not data["instances"]:
+        lines.append(f"no instances plugged on {data['bridge']}")
+    return lines
 
 
 def run_repair(args: argparse.Namespace) -> int:
