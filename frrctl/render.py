@@ -32,15 +32,15 @@ from typing import Any
 
 import jinja2
 
-from frrctl.frr import ospf
+from frrctl.frr.registry import uses_grpc, uses_staticd
 from frrctl.frr.staticd import StaticLayout
 from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.host.bridge import GATEWAY_MAC, bridge_sysctls
 from frrctl.inventory import Fabric, Fleet, Host, OspfUplink, Uplink
 from frrctl.pools import Pools
 
-# only-cloud per family; the daemon's OSPF gate adds deny entries in front of it
-ROUTE_MAP = ospf.ROUTE_MAP
+# only-cloud per family: what `redistribute kernel` passes (redistribute mode)
+ROUTE_MAP = {4: "only-cloud", 6: "only-cloud-v6"}
 FIB_ROUTE_MAP = {4: "fib-default-only", 6: "fib-default-only-v6"}
 POOL_LIST = {4: "cloud-pool-v4", 6: "cloud-pool-v6"}
 DEFAULT_LIST = {4: "default-only-v4", 6: "default-only-v6"}
@@ -100,20 +100,6 @@ def route_map_lines(bridge: str) -> list[str]:
             "exit",
             "!",
         ]
-    return lines
-
-
-def ospf_admission_lines(host: Host) -> list[str]:
-    """Controller mode: the OSPF daemons start with admission closed (see
-    frrctl.frr.ospf); `frrctl daemon` opens it or admits what it allows. Not
-    with the staticd driver: OSPF redistributes its routes, and a route the
-    daemon refuses is never one (nothing to gate)."""
-    if host.mode != "controller" or static_layout(host) is not None:
-        return []
-    lines: list[str] = []
-    for version, runs in ((4, host.runs_ospf), (6, host.runs_ospf6)):
-        if runs:
-            lines += ospf.boot_lines(version)
     return lines
 
 
@@ -188,7 +174,7 @@ class Family:
     import_list: str
     export_list: str
     neighbors: list[Neighbor]  # active in this family, each with both lists
-    source: str = "kernel"  # what is redistributed: kernel, or static (grpc driver)
+    source: str = "kernel"  # what is redistributed: kernel, or static (staticd routes)
 
 
 @dataclass(frozen=True)
@@ -230,9 +216,9 @@ def bgp_section(host: Host) -> Bgp | None:
         families.append(
             Family(
                 name=_AFI[version],
-                # redistribute mode: FRR announces what only-cloud lets through; the
-                # gRPC driver: its staticd routes, as soon as they exist; the vtysh
-                # driver uses `network` statements and needs no redistribution at all.
+                # redistribute mode: FRR announces what only-cloud lets through; a
+                # staticd host: the daemon's staticd routes, as soon as they exist; the
+                # vtysh driver on a BGP-only host uses `network` statements instead.
                 redistribute=host.mode == "redistribute" or static is not None,
                 route_map=static.route_map(version) if static else ROUTE_MAP[version],
                 import_list=DEFAULT_LIST[version],
@@ -241,22 +227,25 @@ def bgp_section(host: Host) -> Bgp | None:
                 source="static" if static else "kernel",
             )
         )
-    vtysh_controller = host.mode == "controller" and host.controller.driver == "vtysh"
-    import_check = host.controller.import_check if vtysh_controller else True
+    # import-check matters only to `network` statements (the vtysh driver's)
+    networks = host.mode == "controller" and static is None
+    import_check = host.controller.import_check if networks else True
     return Bgp(host.asn, neighbors, families, import_check)
 
 
 def static_layout(host: Host, bridge: str = "cloudbr0") -> StaticLayout | None:
-    """The gRPC (staticd) driver's route-maps, for controller+grpc hosts."""
-    if host.mode == "controller" and host.controller.driver == "grpc":
+    """The staticd routes' route-maps, for controller hosts whose driver announces
+    staticd routes (frrctl.frr.registry.uses_staticd: grpc, and every OSPF host)."""
+    runs_ospf = host.runs_ospf or host.runs_ospf6
+    if host.mode == "controller" and uses_staticd(host.controller.driver, runs_ospf):
         return StaticLayout(bridge=bridge)
     return None
 
 
 def ospf_redistribute(host: Host, bridge: str = "cloudbr0") -> dict[int, str]:
-    """What ospfd (4) and ospf6d (6) redistribute: the staticd driver's routes
-    through its route-maps (one mechanism for BGP and both OSPFs, no gate), or
-    kernel routes through only-cloud (redistribute mode, vtysh driver)."""
+    """What ospfd (4) and ospf6d (6) redistribute: the daemon's staticd routes
+    through their route-maps (controller mode: one mechanism for BGP and both
+    OSPFs), or kernel routes through only-cloud (redistribute mode)."""
     static = static_layout(host, bridge)
     if static is not None:
         return {v: f"static route-map {static.route_map(v)}" for v in (4, 6)}
@@ -331,14 +320,11 @@ def render_host(fleet: Fleet, host: Host) -> dict[str, str]:
         "bridge": fabric.bridge,
         "prefix_lists": {v: prefix_list_lines(pools, v) for v in (4, 6)},
         "route_maps": route_map_lines(fabric.bridge),
-        "ospf_admission": ospf_admission_lines(host),
-        # controller mode: the daemon's OSPF gate changes apply after this delay
-        "ospf_update_ms": (
-            ospf.OSPF_UPDATE_DELAY_MS if host.mode == "controller" and not static else None
-        ),
         "ospf_redistribute": ospf_redistribute(host, fabric.bridge),
         "static_lines": static.config_lines(POOL_LIST, bgp=host.runs_bgp) if static else [],
-        "staticd_grpc_port": host.controller.grpc_port if static else None,
+        "staticd_grpc_port": (
+            host.controller.grpc_port if static and uses_grpc(host.controller.driver) else None
+        ),
         "fib_filter": fib_filter_lines(host),
         "interfaces": interface_sections(host),
         "bgp": bgp_section(host),

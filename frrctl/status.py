@@ -190,9 +190,6 @@ class DaemonStatus:
     # announced IPv6 prefixes ospf6d lost after a zebra restart (restart ospf6d)
     ospf6_not_redistributed: list[str]
     healthy: bool
-    ospf_daemons: list[str]
-    ospf_blocked: list[str]
-    ospf_admission: str  # open | closed
     alerts: list[str]
     last_error: str | None
     last_batch: str | None
@@ -234,11 +231,6 @@ def format_status(status: DaemonStatus) -> str:
         f"{_seconds(status.last_batch_seconds)}  netlink resyncs "
         f"{status.netlink_generation}",
     ]
-    if status.ospf_daemons:
-        lines.append(
-            f"OSPF ({', '.join(status.ospf_daemons)}): admission "
-            f"{status.ospf_admission}  blocked {len(status.ospf_blocked)}"
-        )
     if not status.kernel_view_ok:
         lines.append(
             f"UNHEALTHY: the kernel's routes differed from the daemon's view "

@@ -229,8 +229,8 @@ class Reconciler:
         snap = self.snapshot
         assert snap is not None
         config = self.policy_config()
-        # What keeps its place under the maximum (see AnnounceDriver.holding).
-        announced: Mapping[IPNetwork, bool] = self.announcer.holding(state, self.decision)
+        # What FRR announces keeps its place under the maximum.
+        announced: Mapping[IPNetwork, bool] = state
         decision = None
         if self.decision is not None and self.changed is not None:
             decision = redecide(
@@ -244,7 +244,7 @@ class Reconciler:
         for alert in decision.alerts:
             if self.last_error != alert:
                 log.error("ALERT: %s", alert)
-        target = self.announcer.expected(decision)
+        target = decision.desired
         if state is self.synced_state and decision.touched is not None:
             plan = diff_touched(target, state, decision.touched)
         else:
@@ -273,7 +273,6 @@ class Reconciler:
             self.verify_at = now + self.settings.verify_delay
         # FRR now holds (or, unverified, took) exactly the target.
         self.synced_state = self.frr_state
-        self.announcer.admit(decision, config)
 
     def _succeeded(self) -> None:
         if not self.frr_up or self.last_error:
@@ -348,7 +347,7 @@ class Reconciler:
         self.unverified_since = None
         self.frr_state = after
         self.metrics.announced.set(len(after))
-        left = diff(self.announcer.expected(self.decision), after)
+        left = diff(self.decision.desired, after)
         if left:
             self.metrics.errors.labels("verify").inc()
             message = f"FRR differs from the applied batches: still {left.summary()}"

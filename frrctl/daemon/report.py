@@ -50,7 +50,6 @@ def build_status(
         kernel.setdefault(route.prefix, []).append(route.ifname or "multipath")
     verdicts = {v.prefix: v for v in (rec.decision.verdicts if rec.decision else ())}
     prefixes = sorted(set(kernel) | set(verdicts) | set(frr), key=prefix_key)
-    admission = rec.announcer.admission()
     live = rec.liveness
     healthy = (
         rec.frr_up
@@ -82,9 +81,6 @@ def build_status(
         bfd_repairs=rec.bfd.repairs,
         ospf6_not_redistributed=_sorted(rec.ospf6.confirmed),
         healthy=bool(healthy),
-        ospf_daemons=list(admission.daemons),
-        ospf_blocked=_sorted(admission.blocked),
-        ospf_admission="closed" if admission.closed else "open",
         alerts=list(rec.decision.alerts) if rec.decision else [],
         last_error=rec.last_error,
         last_batch=rec.last_plan,

@@ -8,10 +8,10 @@ restarted frrctl converges the same way.
 
 The daemon calls only this interface, never a driver by name: `read` and
 `apply` are required; every optional capability (config_loaded, check_table,
-refresh, admit, redistribution_lost, min_metric, ...) is a method or attribute
-with a default that means "this back end cannot / need not", as NAPALM's
-NetworkDriver raises NotImplementedError or returns nothing. An announcer may
-be a composite (frrctl.frr.composite: BGP plus the OSPF admission gates).
+refresh, redistribution_lost, min_metric, ...) is a method or attribute with a
+default that means "this back end cannot / need not", as NAPALM's
+NetworkDriver raises NotImplementedError or returns nothing. One announcer
+serves every protocol of a host (frrctl.frr.registry picks it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TypeVar
 import tenacity
 
 from frrctl.errors import FrrctlError
-from frrctl.policy import Announced, Decision, Plan, PolicyConfig, diff, prefix_key
+from frrctl.policy import Announced, Plan, diff, prefix_key
 from frrctl.pools import IPNetwork
 
 log = logging.getLogger(__name__)
@@ -88,15 +88,6 @@ class ReconcileResult:
     apply_seconds: float
 
 
-@dataclass(frozen=True)
-class AdmissionState:
-    """What an announcer that gates OSPF redistribution let through (for status)."""
-
-    daemons: tuple[str, ...] = ()  # e.g. ("ospfd", "ospf6d"); () when no OSPF
-    blocked: frozenset[IPNetwork] = frozenset()
-    closed: bool = False  # only the admitted prefixes pass (near the maximum)
-
-
 class AnnounceDriver(abc.ABC):
     """Announces host prefixes through FRR; see the module docstring."""
 
@@ -104,9 +95,6 @@ class AnnounceDriver(abc.ABC):
     # The lowest kernel route metric this back end can announce (0: any). A
     # staticd route only wins over a kernel route whose metric is >= 2 << 24.
     min_metric: int = 0
-    # Whether what it announces reaches ospfd/ospf6d too (staticd routes that
-    # they redistribute): then no OSPF admission gate is composed with it.
-    carries_ospf: bool = False
 
     @abc.abstractmethod
     def read(self) -> dict[IPNetwork, bool]:
@@ -120,15 +108,6 @@ class AnnounceDriver(abc.ABC):
         """Release connections; the driver may be used again afterwards."""
 
     # -- optional capabilities: the defaults say "nothing to do here" ----------
-    def expected(self, decision: Decision) -> Announced:
-        """What `read()` must show once `decision` is applied (default: its desired
-        set). An announcer that announces by redistribution alone returns {}."""
-        return decision.desired
-
-    def holding(self, read_back: Announced, last: Decision | None) -> Announced:
-        """What keeps its place under the maximum: by default what FRR answered."""
-        return read_back
-
     def config_loaded(self) -> bool:
         """Whether a restarted FRR has its configuration loaded (True: cannot tell)."""
         return True
@@ -150,15 +129,6 @@ class AnnounceDriver(abc.ABC):
         announces them any more (check_table's stale, after a zebra restart).
         False: this back end cannot (the daemon alerts instead)."""
         return False
-
-    def admit(self, decision: Decision, config: PolicyConfig) -> bool:
-        """Act on the whole decision it was made under `config` (not on a diff):
-        the OSPF admission gates. True if FRR changed."""
-        return False
-
-    def admission(self) -> AdmissionState:
-        """What `admit` let through, for status."""
-        return AdmissionState()
 
     def redistribution_lost(self, desired: Announced) -> set[IPNetwork] | None:
         """Desired prefixes a protocol daemon does not redistribute (ospf6d after a

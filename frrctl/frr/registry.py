@@ -1,7 +1,8 @@
 """The one place that knows the back ends by name: driver name -> announcer.
 
 The daemon asks `make_announcer` for its announcer and `uses_grpc` whether to
-close the gRPC port; nothing else anywhere branches on a driver's name.
+close the gRPC port, the renderer `uses_staticd` what FRR redistributes;
+nothing else anywhere branches on a driver's name.
 A new back end is one entry in DRIVERS.
 """
 
@@ -13,8 +14,6 @@ from pathlib import Path
 
 from frrctl.errors import UsageError
 from frrctl.frr.base import AnnounceDriver, RetryPolicy
-from frrctl.frr.composite import Composite, OspfAdmission
-from frrctl.frr.ospf import OspfGate
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,20 @@ RETRY = RetryPolicy(deadline=0.3, first_wait=0.02, max_wait=0.1)
 
 
 def _vtysh(spec: AnnouncerSpec) -> AnnounceDriver:
+    """bgpd `network` statements on a BGP-only host. A host that runs OSPF gets
+    staticd routes over staticd's vty instead, for BGP and both OSPFs alike:
+    ospfd/ospf6d redistribute them (rendered `redistribute static`), so every
+    refusal is a route that is not in staticd and never reaches an LSDB."""
+    if spec.ospf_versions:
+        from frrctl.frr.staticd import StaticdVtyDriver, StaticLayout
+
+        return StaticdVtyDriver(
+            spec.vty_dir,
+            layout=StaticLayout(bridge=spec.bridge),
+            retry=RETRY,
+            bgp=spec.runs_bgp,
+            ospf6=6 in spec.ospf_versions,
+        )
     from frrctl.frr.vtysh import VtyshDriver
 
     if spec.asn is None:
@@ -61,12 +74,12 @@ def _grpc_static(spec: AnnouncerSpec) -> AnnounceDriver:
 class Backend:
     build: Callable[[AnnouncerSpec], AnnounceDriver]
     grpc: bool  # talks to FRR's northbound gRPC port (the daemon firewalls it)
-    carries_ospf: bool = False  # its routes reach ospfd/ospf6d (built on OSPF-only hosts)
+    staticd: bool  # announces staticd routes on every host (else only where OSPF runs)
 
 
 DRIVERS: dict[str, Backend] = {
-    "vtysh": Backend(_vtysh, grpc=False),
-    "grpc": Backend(_grpc_static, grpc=True, carries_ospf=True),
+    "vtysh": Backend(_vtysh, grpc=False, staticd=False),
+    "grpc": Backend(_grpc_static, grpc=True, staticd=True),
 }
 
 
@@ -82,15 +95,16 @@ def uses_grpc(driver: str) -> bool:
     return backend(driver).grpc
 
 
+def uses_staticd(driver: str, runs_ospf: bool) -> bool:
+    """Whether the driver's announcements are staticd routes on such a host (what
+    frrctl.render writes `redistribute static` for): always on an OSPF host,
+    where one mechanism serves BGP and both OSPFs."""
+    return runs_ospf or backend(driver).staticd
+
+
 def make_announcer(driver: str, spec: AnnouncerSpec) -> AnnounceDriver:
-    """The announcer for a host: the back end alone when it serves every protocol
-    the host runs (BGP only, or a back end that carries OSPF too), the OSPF gates
-    alone (an OSPF-only host whose back end does not carry OSPF), or both."""
+    """The one announcer of a host, serving every protocol it runs."""
     back = backend(driver)  # an unknown name is refused on every host
     if not spec.runs_bgp and not spec.ospf_versions:
         raise UsageError("the host runs neither BGP nor OSPF: nothing to announce")
-    main = back.build(spec) if spec.runs_bgp or back.carries_ospf else None
-    if main is not None and (main.carries_ospf or not spec.ospf_versions):
-        return main
-    ospf = OspfAdmission([OspfGate(spec.vty_dir, v, retry=RETRY) for v in spec.ospf_versions])
-    return Composite(main, ospf) if main is not None else ospf
+    return back.build(spec)

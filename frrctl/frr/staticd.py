@@ -54,7 +54,7 @@ from frrctl.frr import _proto
 from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
 from frrctl.frr.grpc import CHANNEL_OPTIONS, transaction
 from frrctl.frr.grpc import rpc_error as grpc_rpc_error
-from frrctl.frr.ospf import parse_redistributed
+from frrctl.frr.ospf6 import parse_redistributed
 from frrctl.frr.vty import CMD_WARNING, VtyClient, VtyReply
 from frrctl.frr.vtysh import bgp_tables, failures, missing_in_rib, originated_in_rib
 from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix, prefix_key
@@ -272,10 +272,6 @@ class StaticdDriver(AnnounceDriver):
     # zebra selects the static route (distance 1) only over a kernel route of
     # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
     min_metric = STATIC_MIN_METRIC
-    # Its routes are what ospfd/ospf6d redistribute too (rendered `redistribute
-    # static`): a refused prefix is simply no static route, so no OSPF
-    # admission gate belongs next to this driver (frrctl.frr.ospf).
-    carries_ospf = True
 
     def __post_init__(self) -> None:
         self._pb, self._pb_grpc = _proto.load()
@@ -468,7 +464,6 @@ class StaticdVtyDriver(AnnounceDriver):
     bgp: bool = False  # the host runs bgpd (check_table)
     ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
     min_metric = STATIC_MIN_METRIC
-    carries_ospf = True
 
     def __post_init__(self) -> None:
         self._staticd = VtyClient(self.vty_dir / "staticd.vty", timeout=60)

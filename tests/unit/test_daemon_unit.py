@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,15 @@ from frrctl.watch import KernelSnapshot
 
 P = parse_prefix
 
-# The status reply's keys, in order, as `frrctl status --json` has always printed them.
+# The status reply's keys, in order, as `frrctl status --json` prints them (the
+# OSPF admission keys went with the admission gate: OSPF refusals are verdicts).
 STATUS_KEYS = [
     "host", "driver", "bridge", "frr_up", "frr_daemons_down", "drain", "held", "max_prefixes",
     "require_neighbor", "announced_count", "frr_state_verified", "kernel_view_ok",
     "kernel_view_mismatches", "kernel_defaults_missing", "defaults_reinstalls",
-    "bfd_sessions_lost", "bfd_repairs", "ospf6_not_redistributed", "healthy", "ospf_daemons",
-    "ospf_blocked", "ospf_admission", "alerts", "last_error", "last_batch",
-    "last_batch_seconds", "netlink_generation", "bridge_up", "prefixes",
+    "bfd_sessions_lost", "bfd_repairs", "ospf6_not_redistributed", "healthy", "alerts",
+    "last_error", "last_batch", "last_batch_seconds", "netlink_generation", "bridge_up",
+    "prefixes",
 ]  # fmt: skip
 PREFIX_KEYS = [
     "prefix", "verdict", "reason", "announce", "graceful", "in_kernel", "kernel_interfaces",
@@ -255,9 +257,7 @@ def test_status_lists_every_candidate_with_reason(daemon: Daemon) -> None:
     ]
     text = format_status(status)
     assert "outside-pools" in text and "192.0.2.30/32" in text
-    assert "OSPF" not in text  # a BGP-only host
-    ospf = dataclasses.replace(status, ospf_daemons=["ospfd"], ospf_admission="closed")
-    assert "OSPF (ospfd): admission closed  blocked 0" in format_status(ospf)
+    assert "OSPF" not in text and "admission" not in text
     # the JSON the control socket sends: the keys tests and the lab read, stable
     wire = json.loads(json.dumps(daemon.handle({"cmd": "status", "peers": False})))
     assert list(wire) == STATUS_KEYS and list(wire["prefixes"][0]) == PREFIX_KEYS
@@ -608,47 +608,28 @@ def test_bfd_sessions_lost_are_established_bfd_neighbours_bfdd_lacks() -> None:
 # -- the announcer interface, the registry and the reconciler's clock ---------------
 
 
-class FakeGate:
-    """An OSPF gate as the admission announcer sees it."""
+class LosingDriver(FakeDriver):
+    """An announcer whose ospf6d redistributes only `redistributing` (FRR 8.4's
+    ospf6d after a zebra restart)."""
 
-    def __init__(self, version: int) -> None:
-        self.version = version
-        self.daemon = {4: "ospfd", 6: "ospf6d"}[version]
-        self.calls: list[tuple[set[IPNetwork], bool, set[IPNetwork] | None]] = []
+    def __init__(self) -> None:
+        super().__init__()
         self.redistributing: set[IPNetwork] = set()
-        self.closed = 0
 
-    def reconcile(
-        self, blocked: set[IPNetwork], drain: bool, admitted: set[IPNetwork] | None = None
-    ) -> bool:
-        self.calls.append((set(blocked), drain, None if admitted is None else set(admitted)))
-        return True
-
-    def redistributed(self) -> set[IPNetwork]:
-        return self.redistributing
-
-    def close(self) -> None:
-        self.closed += 1
+    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
+        return {p for p in desired if p.version == 6} - self.redistributing
 
 
-def test_ospf_only_host_decides_through_the_admission_announcer(tmp_path: Path) -> None:
-    from frrctl.frr.composite import OspfAdmission
-
-    gates = [FakeGate(4), FakeGate(6)]
-    announcer = OspfAdmission(gates)  # type: ignore[arg-type]
+def test_ospf_only_host_refuses_by_announcing_nothing_and_alerts_lost_redistribution(
+    tmp_path: Path,
+) -> None:
+    announcer = LosingDriver()
     r = Reconciler(settings(tmp_path, runs_bgp=False, max_prefixes=3), announcer, Metrics())
     r.snapshot = snap(*[(f"192.0.2.{i}/32", "cloudbr0") for i in (30, 31, 32, 33)])
-    assert r.reconcile() and r.frr_state == {}  # nothing to apply: OSPF redistributes
-    blocked, drain, admitted = gates[0].calls[-1]
-    assert len(blocked) == 1 and not drain  # one over the maximum: blocked in ospfd
-    assert admitted is not None and len(admitted) == 3  # at the maximum: admission closed
+    assert r.reconcile() and len(announcer.state) == 3  # one over the maximum: never a route
     status = status_of(r)
-    assert status.ospf_daemons == ["ospfd", "ospf6d"] and status.ospf_admission == "closed"
-    assert status.ospf_blocked == [str(next(iter(blocked)))]
-    # what the last pass let through keeps its place under the maximum
-    r.snapshot = snap(*[(f"192.0.2.{i}/32", "cloudbr0") for i in (29, 30, 31, 32, 33)])
-    r.changed = None
-    assert r.reconcile() and set(r.decision.desired) == admitted  # type: ignore[union-attr]
+    verdicts = {i.prefix: i.verdict for i in status.prefixes}
+    assert sorted(verdicts.values()).count("over-maximum") == 1
     # after a zebra restart ospf6d's lost redistribution is confirmed, then alerted
     r.snapshot = snap(("2001:db8:100::80/128", "cloudbr0"))
     r.changed = None
@@ -659,28 +640,14 @@ def test_ospf_only_host_decides_through_the_admission_announcer(tmp_path: Path) 
     assert r.ospf6.confirmed == {P("2001:db8:100::80/128")}
     assert status_of(r).ospf6_not_redistributed == ["2001:db8:100::80/128"]
     assert not status_of(r).healthy
-    r.frr_changed()  # FRR restarts: the gates reconnect
-    assert gates[0].closed == 1
-
-
-def test_composite_sends_diffs_to_bgp_and_decisions_to_ospf(tmp_path: Path) -> None:
-    from frrctl.frr.composite import Composite, OspfAdmission
-
-    gate = FakeGate(4)
-    bgp = FakeDriver()
-    announcer = Composite(bgp, OspfAdmission([gate]))  # type: ignore[list-item]
-    assert announcer.name == "fake" and announcer.min_metric == 0
-    r = Reconciler(settings(tmp_path, ospf_versions=(4,)), announcer, Metrics())
-    r.snapshot = snap(("192.0.2.30/32", "cloudbr0"))
-    update_operator(r.settings.state_dir, lambda s: OperatorState(Drain.WITHDRAW, s.held))
-    r.set_operator(load_operator(r.settings.state_dir))
-    assert r.reconcile() and bgp.state == {} and gate.calls[-1][1] is True  # drained both
+    announcer.redistributing = {P("2001:db8:100::80/128")}  # ospf6d restarted: cured
+    r.check_ospf6()
+    assert not r.ospf6.confirmed
 
 
 def test_registry_knows_every_back_end_by_name(tmp_path: Path) -> None:
     from frrctl.frr import registry
-    from frrctl.frr.composite import Composite, OspfAdmission
-    from frrctl.frr.staticd import StaticdDriver
+    from frrctl.frr.staticd import StaticdDriver, StaticdVtyDriver
     from frrctl.frr.vtysh import VtyshDriver
     from frrctl.policy import STATIC_MIN_METRIC
 
@@ -688,13 +655,17 @@ def test_registry_knows_every_back_end_by_name(tmp_path: Path) -> None:
     assert isinstance(registry.make_announcer("vtysh", spec), VtyshDriver)
     static = registry.make_announcer("grpc", spec)
     assert isinstance(static, StaticdDriver) and static.min_metric == STATIC_MIN_METRIC
+    # a host that runs OSPF: staticd routes serve BGP and both OSPFs, with either driver
     both = registry.make_announcer("vtysh", dataclasses.replace(spec, ospf_versions=(4, 6)))
-    assert isinstance(both, Composite) and both.admission().daemons == ("ospfd", "ospf6d")
-    ospf_only = dataclasses.replace(spec, runs_bgp=False, ospf_versions=(6,), asn=None)
-    assert isinstance(registry.make_announcer("vtysh", ospf_only), OspfAdmission)
-    # staticd's routes reach ospfd/ospf6d too: no OSPF gate is composed with it
-    carried = registry.make_announcer("grpc", ospf_only)
-    assert isinstance(carried, StaticdDriver) and carried.carries_ospf
+    assert isinstance(both, StaticdVtyDriver) and both.bgp and both.ospf6
+    assert both.min_metric == STATIC_MIN_METRIC
+    ospf_only = dataclasses.replace(spec, runs_bgp=False, ospf_versions=(4,), asn=None)
+    vty_ospf = registry.make_announcer("vtysh", ospf_only)
+    assert isinstance(vty_ospf, StaticdVtyDriver) and not vty_ospf.bgp and not vty_ospf.ospf6
+    assert isinstance(registry.make_announcer("grpc", ospf_only), StaticdDriver)
+    assert registry.uses_staticd("vtysh", runs_ospf=True)
+    assert not registry.uses_staticd("vtysh", runs_ospf=False)
+    assert registry.uses_staticd("grpc", runs_ospf=False)
     both = registry.make_announcer("grpc", dataclasses.replace(spec, ospf_versions=(4,)))
     assert isinstance(both, StaticdDriver)
     assert registry.uses_grpc("grpc") and not registry.uses_grpc("vtysh")

@@ -13,7 +13,7 @@ from frrctl.frrcheck import check_config
 from frrctl.host import GATEWAY4, GATEWAY6
 from frrctl.inventory import load_inventory
 from frrctl.pools import Pools
-from frrctl.render import bgp_section, prefix_list_lines, render_fleet, render_host
+from frrctl.render import bgp_section, prefix_list_lines, render_fleet, render_host, static_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -50,13 +50,13 @@ def test_policy_lines_in_every_config() -> None:
         for host, files in render_fleet(fleet).items():
             conf = files["frr.conf"]
             h = fleet.host(host)
-            grpc = h.mode == "controller" and h.controller.driver == "grpc"
+            static = static_layout(h) is not None  # grpc, and vtysh on an OSPF host
             assert "route-map only-cloud permit 10\n match interface cloudbr0\n" in conf, host
             allowed = {
                 "redistribute kernel route-map only-cloud",
                 "redistribute kernel route-map only-cloud-v6",
             }
-            if grpc:  # BGP and OSPF redistribute the daemon's staticd routes, nothing else
+            if static:  # BGP and OSPF redistribute the daemon's staticd routes, nothing else
                 allowed = {
                     "redistribute static route-map static-cloud",
                     "redistribute static route-map static-cloud-v6",
@@ -75,12 +75,12 @@ def test_policy_lines_in_every_config() -> None:
                     for name in names:
                         assert f"neighbor {name} prefix-list cloud-pool-v" in conf
                         assert f"neighbor {name} prefix-list default-only-v" in conf
-            if h.mode == "controller" and not grpc:
+            if h.mode == "controller" and not static:
                 bgp = conf.split("router bgp")[-1].split("exit\n")[0]
                 assert "redistribute kernel" not in bgp, host
             # import-check off only where frrctl's vtysh driver owns `network`
             # statements and asked for it; FRR's default everywhere else
-            off = h.mode == "controller" and not grpc and not h.controller.import_check
+            off = h.mode == "controller" and not static and not h.controller.import_check
             assert ("no bgp network import-check" in conf) is (off and h.runs_bgp), host
 
 
@@ -180,19 +180,33 @@ def test_render_with_check_writes_files(tmp_path: Path) -> None:
     assert (tmp_path / "v6only" / "networkd" / "10-cloudbr0.netdev").is_file()
 
 
-def test_ospf_admission_starts_closed_only_in_controller_mode() -> None:
-    """...with the vtysh driver; the grpc driver's OSPF redistributes its static
-    routes and needs no gate (tests/unit/test_render_static.py)."""
-    for path in CASES.values():
-        fleet = load_inventory(path)
-        for host, files in render_fleet(fleet).items():
-            h = fleet.host(host)
+def test_controller_ospf_hosts_redistribute_static_routes_with_either_driver() -> None:
+    """One mechanism for BGP and both OSPFs: every controller host that runs OSPF,
+    vtysh or grpc, redistributes the daemon's staticd routes (no admission gate,
+    no kernel redistribution); staticd loads the gRPC module only for grpc."""
+    fleet = load_inventory(CASES["edge"])
+    for name in ("ospfonly", "mixed", "ospfvty"):
+        for driver in ("vtysh", "grpc"):
+            host = fleet.host(name)
+            ctl = host.controller.model_copy(update={"driver": driver})
+            files = render_host(fleet, host.model_copy(update={"mode": "controller",
+                                                               "controller": ctl}))  # fmt: skip
             conf = files["frr.conf"]
-            controller = h.mode == "controller" and h.controller.driver == "vtysh"
-            for version, runs in ((4, h.runs_ospf), (6, h.runs_ospf6)):
-                kw = "ip" if version == 4 else "ipv6"
-                sentinel = f"{kw} prefix-list frrctl-admit-v{version} seq 4294967295 permit any"
-                assert (sentinel in conf) is (controller and runs), (host, version)
+            assert "redistribute kernel" not in conf and "frrctl-" not in conf, (name, driver)
+            assert "timers throttle lsa" not in conf, (name, driver)
+            ospf = conf.split("\nrouter ospf\n")[1].split("\nexit\n")[0]
+            assert " redistribute static route-map static-cloud" in ospf.splitlines()
+            if host.runs_bgp:
+                assert "  redistribute static route-map static-cloud\n" in conf
+                assert "no bgp network import-check" not in conf
+            grpc = "-M grpc:" in files["daemons"]
+            assert grpc is (driver == "grpc"), (name, driver)
+
+
+def test_a_vtysh_bgp_only_host_keeps_network_statements() -> None:
+    fleet = load_inventory(CASES["edge"])
+    conf = render_fleet(fleet)["unnum"]["frr.conf"]
+    assert "redistribute" not in conf and "static-cloud" not in conf
 
 
 def _bgp_families(conf: str) -> dict[str, dict[str, set[str]]]:

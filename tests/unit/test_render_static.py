@@ -75,14 +75,15 @@ def test_an_ospf_only_host_gets_both_ospfs_and_no_bgp_only_lines() -> None:
     assert 'staticd_options="-A 127.0.0.1 -M grpc:50077"' in files["daemons"]
 
 
-def test_other_drivers_keep_kernel_redistribution_and_the_gate() -> None:
+def test_vtysh_on_an_ospf_host_is_staticd_too_without_the_grpc_module() -> None:
     fleet = load_inventory(EDGE)
     host = fleet.host("ospfonly")
     ctl = host.controller.model_copy(update={"driver": "vtysh"})
     conf = render_host(fleet, host.model_copy(update={"mode": "controller", "controller": ctl}))
     text = conf["frr.conf"]
-    assert " redistribute kernel route-map only-cloud\n" in text
-    assert "frrctl-admit-v4" in text and "static-cloud" not in text
+    assert " redistribute static route-map static-cloud\n" in text
+    assert "redistribute kernel" not in text and "frrctl-admit" not in text
+    assert 'staticd_options="-A 127.0.0.1"' in conf["daemons"]
 
 
 def test_staticd_runs_the_grpc_module_bgpd_does_not() -> None:
