@@ -95,6 +95,13 @@ class AnnounceDriver(abc.ABC):
     # The lowest kernel route metric this back end can announce (0: any). A
     # staticd route only wins over a kernel route whose metric is >= 2 << 24.
     min_metric: int = 0
+    # Whether what it announces needs the bridge's carrier: zebra keeps a static
+    # route to an interface without carrier inactive (not redistributed), so
+    # the policy refuses such prefixes with a reason instead (Code.NO_CARRIER).
+    needs_carrier: bool = False
+    # FRR daemons, beyond zebra/bgpd/ospfd/ospf6d, that lose what it announced
+    # when they restart: the daemon monitors them and reconciles when one is back.
+    monitored_daemons: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def read(self) -> dict[IPNetwork, bool]:

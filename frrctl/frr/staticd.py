@@ -272,6 +272,8 @@ class StaticdDriver(AnnounceDriver):
     # zebra selects the static route (distance 1) only over a kernel route of
     # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
     min_metric = STATIC_MIN_METRIC
+    needs_carrier = True  # zebra keeps a static route to a carrierless bridge inactive
+    monitored_daemons = ("staticd",)  # a restarted staticd has lost every route
 
     def __post_init__(self) -> None:
         self._pb, self._pb_grpc = _proto.load()
@@ -464,6 +466,8 @@ class StaticdVtyDriver(AnnounceDriver):
     bgp: bool = False  # the host runs bgpd (check_table)
     ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
     min_metric = STATIC_MIN_METRIC
+    needs_carrier = True
+    monitored_daemons = ("staticd",)
 
     def __post_init__(self) -> None:
         self._staticd = VtyClient(self.vty_dir / "staticd.vty", timeout=60)
