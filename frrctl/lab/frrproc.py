@@ -25,11 +25,9 @@ def enabled_daemons(daemons_file: str) -> list[str]:
         name, sep, value = line.partition("=")
         if sep and value.strip() == "yes" and name.endswith("d") and "_" not in name:
             out.append(name.strip())
-    # FRR always runs staticd; the lab starts it where it matters: with the
-    # gRPC module (the grpc driver's routes)
-    if daemon_modules(daemons_file).get("staticd"):
-        out.append("staticd")
-    return out
+    # FRR always runs staticd (frrcommon.sh): the controller's routes live there
+    # (the grpc driver, and either driver on an OSPF host)
+    return [*out, "staticd"]
 
 
 def daemon_modules(daemons_file: str) -> dict[str, list[str]]:
@@ -62,25 +60,33 @@ def start_frr(
     netns.vtysh_load(ns, workdir / "vty", conf)
 
 
+def kill_daemon(vty_dir: Path, daemon: str, timeout: float = 5.0) -> None:
+    """SIGKILL one FRR daemon (by its pid file in `vty_dir`) and wait until it is
+    gone; nothing when it does not run."""
+    pidfile = vty_dir / f"{daemon}.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text().strip())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def restart_in(
+    ns: str, hostname: str, workdir: Path, daemon: str, conf: Path, daemons_file: str,
+    sbin: Path = netns.FRR_SBIN,
+) -> None:  # fmt: skip
+    """Kill one FRR daemon of a namespace, start it again with its modules and
+    reload `conf`, as watchfrr and `vtysh -b` would."""
+    kill_daemon(workdir / "vty", daemon)
+    start_frr(ns, hostname, workdir, [daemon], conf, sbin, daemon_modules(daemons_file))
+
+
 def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:
-    """Kill one FRR daemon of a host (SIGKILL), start it again and reload frr.conf,
-    as watchfrr and `vtysh -b` would."""
+    """restart_in for a lab host, with its rendered frr.conf and daemons file."""
     workdir = lab.nsdir(hostname)
-    pidfile = workdir / "vty" / f"{daemon}.pid"
-    if pidfile.exists():  # else not running yet (staticd, switched to grpc)
-        pid = int(pidfile.read_text().strip())
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-    modules = daemon_modules((workdir / "etc" / "daemons").read_text())
-    start_frr(
-        lab.plan.host_ns(hostname),
-        hostname,
-        workdir,
-        [daemon],
-        workdir / "etc" / "frr.conf",
-        lab.frr_sbin,
-        modules,
-    )
+    etc = workdir / "etc"
+    restart_in(lab.plan.host_ns(hostname), hostname, workdir, daemon, etc / "frr.conf",
+               (etc / "daemons").read_text(), lab.frr_sbin)  # fmt: skip

@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from frrctl.frr.registry import AnnouncerSpec, make_announcer
 from frrctl.frr.sandbox import FrrInstall
 from frrctl.inventory import Fleet, parse_inventory
 from frrctl.lab import netns
-from frrctl.lab.frrproc import daemon_modules, enabled_daemons, prepare_dir, start_frr
+from frrctl.lab.frrproc import daemon_modules, enabled_daemons, prepare_dir, restart_in, start_frr
 from frrctl.policy import STATIC_MIN_METRIC
 from frrctl.render import render_host
 from tests.conftest import lab_skip_reason
@@ -47,12 +46,11 @@ def grpc_install() -> FrrInstall | None:
 
 @dataclass(frozen=True)
 class Backend:
-    """One back end of the suite: a driver on a BGP host, or the OSPF admission."""
+    """One back end of the suite: a driver on a BGP host or on an OSPFv2 + OSPFv3 host."""
 
     name: str
     driver: str
     protocol: str  # bgp | ospf (OSPFv2 and OSPFv3)
-    admission: bool = False  # OSPF through the admission gates (admit), not read/apply
 
     @property
     def grpc(self) -> bool:
@@ -62,8 +60,8 @@ class Backend:
 BACKENDS = [
     Backend("vtysh", "vtysh", "bgp"),
     Backend("grpc", "grpc", "bgp"),
-    Backend("ospf", "vtysh", "ospf", admission=True),
-    Backend("ospf-grpc", "grpc", "ospf"),  # staticd routes, redistributed
+    Backend("ospf", "vtysh", "ospf"),  # staticd routes over staticd's vty, redistributed
+    Backend("ospf-grpc", "grpc", "ospf"),  # the same routes over gRPC
 ]
 
 
@@ -143,16 +141,8 @@ class Host:
 
     def restart(self, daemon: str) -> None:
         """Kill one daemon and start it again with the rendered config (watchfrr + vtysh -b)."""
-        pidfile = self.vty / f"{daemon}.pid"
-        pid = int(pidfile.read_text().strip())
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        modules = daemon_modules(self.files["daemons"])
-        start_frr(self.ns, HOSTNAME, self.workdir, [daemon], self.workdir / "frr.conf",
-                  self.sbin, modules)  # fmt: skip
+        restart_in(self.ns, HOSTNAME, self.workdir, daemon, self.workdir / "frr.conf",
+                   self.files["daemons"], self.sbin)  # fmt: skip
 
     def close(self) -> None:
         for announcer in self.announcers:

@@ -2,12 +2,11 @@
 from an inventory: announce, withdraw, read back, apply idempotently, recover
 after a restart of the daemon that holds the announcements.
 
-Back ends with announcements of their own (vtysh, grpc: staticd routes, also on
-an OSPF host) are driven through read/apply/reconcile; the OSPF admission (an
-OSPFv2 + OSPFv3 host with the vtysh driver) through admit() with real policy
-decisions. What a BGP host announces is checked in bgpd's own table, what an
-OSPF host announces in ospfd's and ospf6d's databases. Run the gRPC back ends
-with FRRCTL_FRR_GRPC set.
+Every back end is driven through read/apply/reconcile: bgpd `network`
+statements (vtysh on a BGP host) and staticd routes (grpc; vtysh on an OSPFv2 +
+OSPFv3 host, over staticd's vty). What a BGP host announces is checked in
+bgpd's own table, what an OSPF host announces in ospfd's and ospf6d's
+databases. Run the gRPC back ends with FRRCTL_FRR_GRPC set.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from typing import Any
 import pytest
 
 from frrctl.frr.base import AnnounceDriver
-from frrctl.policy import Decision, Drain, KernelRoute, PolicyConfig, decide, parse_prefix
-from frrctl.pools import IPNetwork, Pools
+from frrctl.policy import parse_prefix
+from frrctl.pools import IPNetwork
 
-from .conftest import POOL4, POOL6, Host, wait_for
+from .conftest import Host, wait_for
 
 pytestmark = [pytest.mark.lab]
 
@@ -51,18 +50,6 @@ def ospf_lsas(host: Host) -> set[str]:
         if mine and w[3] != "3600":  # 3600: withdrawn (MaxAge)
             live.add(w[5])
     return live
-
-
-def config(held: frozenset[IPNetwork] = frozenset(), **kw: Any) -> PolicyConfig:
-    """OSPF: SECOND is always held (the BGP cases use it for the graceful flag)."""
-    base: dict[str, Any] = {"pools": Pools.parse([POOL4], [POOL6]), "max_prefixes": 100}
-    return PolicyConfig(held=held | {SECOND}, **(base | kw))
-
-
-def decision(cfg: PolicyConfig) -> Decision:
-    """The policy's decision over every kernel route the suite put on the bridge."""
-    routes = tuple(KernelRoute(p, "cloudbr0") for p in (V4, V6, SECOND))
-    return decide(routes, cfg, {}, frozenset())
 
 
 def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0) -> None:
@@ -98,26 +85,16 @@ def announcer(host: Host) -> AnnounceDriver:
 def test_announce_reads_back_and_reaches_the_protocol(
     host: Host, announcer: AnnounceDriver
 ) -> None:
-    if not host.backend.admission:
-        result = announcer.reconcile({V4: False, V6: False})
-        assert result.announced == {V4: False, V6: False} and result.plan
-        assert announcer.read() == {V4: False, V6: False}
-    else:
-        cfg = config()
-        assert announcer.admit(decision(cfg), cfg)
-        assert set(announcer.admission().daemons) == {"ospfd", "ospf6d"}
-    seen(host, {V4, V6}, timeout=20)  # ospf6d's update delay is 5 s
+    result = announcer.reconcile({V4: False, V6: False})
+    assert result.announced == {V4: False, V6: False} and result.plan
+    assert announcer.read() == {V4: False, V6: False}
+    seen(host, {V4, V6})
 
 
 def test_withdraw_reads_back_and_leaves_the_protocol(host: Host, announcer: AnnounceDriver) -> None:
-    if not host.backend.admission:
-        announcer.reconcile({V6: False})
-        assert announcer.read() == {V6: False}
-    else:
-        cfg = config(held=frozenset({V4}))
-        assert announcer.admit(decision(cfg), cfg)
-        assert announcer.admission().blocked == {V4, SECOND}
-    seen(host, {V6}, timeout=20)
+    announcer.reconcile({V6: False})
+    assert announcer.read() == {V6: False}
+    seen(host, {V6})
 
 
 def test_graceful_flag_reads_back(host: Host, announcer: AnnounceDriver) -> None:
@@ -132,51 +109,50 @@ def test_graceful_flag_reads_back(host: Host, announcer: AnnounceDriver) -> None
 
 
 def test_apply_is_idempotent(host: Host, announcer: AnnounceDriver) -> None:
-    if not host.backend.admission:
-        state = {V6: False}
-        announcer.reconcile(state)
-        again = announcer.reconcile(state)
-        assert not again.plan and again.announced == state  # nothing to do: nothing applied
-        assert not announcer.compare(state)
-    else:
-        cfg = config(held=frozenset({V4}))
-        assert not announcer.admit(decision(cfg), cfg)  # the same decision: no change
+    state = {V6: False}
+    announcer.reconcile(state)
+    again = announcer.reconcile(state)
+    assert not again.plan and again.announced == state  # nothing to do: nothing applied
+    assert not announcer.compare(state)
     seen(host, {V6})
 
 
 def test_drain_withdraws_everything_and_undrain_restores(
     host: Host, announcer: AnnounceDriver
 ) -> None:
-    if not host.backend.admission:
-        announcer.reconcile({})
-        assert announcer.read() == {}
-        seen(host, set())
-        announcer.reconcile({V4: False, V6: False})
-    else:
-        drained = config(drain=Drain.WITHDRAW)
-        assert announcer.admit(decision(drained), drained)
-        seen(host, set(), timeout=20)
-        cfg = config()
-        assert announcer.admit(decision(cfg), cfg)
-    seen(host, {V4, V6}, timeout=20)
+    announcer.reconcile({})
+    assert announcer.read() == {}
+    seen(host, set())
+    announcer.reconcile({V4: False, V6: False})
+    seen(host, {V4, V6})
 
 
 def test_a_restarted_daemon_is_recovered_by_a_fresh_announcer(host: Host) -> None:
     """The daemon holding the announcements restarts with the rendered config:
     a new announcer (a restarted frrctl) reads what is left and restores it."""
-    daemons = {"vtysh": ["bgpd"], "grpc": ["staticd"], "ospf-grpc": ["staticd"]}
-    for daemon in daemons.get(host.backend.name, ["ospfd", "ospf6d"]):
+    host.restart("bgpd" if host.backend.name == "vtysh" else "staticd")
+    fresh = host.announcer()
+    wait_for("bgpd's config loaded", fresh.config_loaded)
+    wait_for("FRR answers", lambda: _reads(fresh))
+    assert fresh.read() != {V4: False, V6: False}  # the restart lost them
+    fresh.reconcile({V4: False, V6: False})
+    assert fresh.read() == {V4: False, V6: False}
+    seen(host, {V4, V6}, timeout=25)
+
+
+def test_restarted_ospf_daemons_redistribute_staticd_routes_again(host: Host) -> None:
+    """ospfd and ospf6d restart with the rendered config: staticd still holds the
+    routes, so a fresh announcer has nothing to apply and both announce again."""
+    if host.backend.protocol != "ospf":
+        pytest.skip("an OSPF host")
+    announcer = host.announcer()
+    announcer.reconcile({V4: False, V6: False})
+    seen(host, {V4, V6})
+    for daemon in ("ospfd", "ospf6d"):
         host.restart(daemon)
     fresh = host.announcer()
-    if not host.backend.admission:
-        wait_for("bgpd's config loaded", fresh.config_loaded)
-        wait_for("FRR answers", lambda: _reads(fresh))
-        assert fresh.read() != {V4: False, V6: False}  # the restart lost them
-        fresh.reconcile({V4: False, V6: False})
-        assert fresh.read() == {V4: False, V6: False}
-    else:
-        cfg = config()
-        assert fresh.admit(decision(cfg), cfg)  # the rendered boot gate was closed
+    wait_for("FRR answers", lambda: _reads(fresh))
+    assert not fresh.reconcile({V4: False, V6: False}).plan
     seen(host, {V4, V6}, timeout=25)
 
 
