@@ -80,6 +80,13 @@ class PolicyConfig:
     # redistributed only over a kernel route whose distance (metric >> 24) is
     # higher, i.e. metric >= STATIC_MIN_METRIC. 0: any metric will do.
     min_metric: int = 0
+    # Whether the bridge has carrier (a port up: IFF_LOWER_UP and operstate up,
+    # the watcher's view), and whether the announcer needs it: zebra keeps a
+    # static route to an interface without carrier inactive, so a staticd
+    # driver's announcement of it would never be redistributed. A kernel route
+    # stays selected (flag linkdown) and bgpd `network` announces it anyway.
+    carrier: bool = True
+    needs_carrier: bool = False
 
 
 class Code(enum.Enum):
@@ -100,6 +107,7 @@ class Code(enum.Enum):
     DRAINED = "drained"
     OVER_MAXIMUM = "over-maximum"
     KERNEL_METRIC = "kernel-metric"
+    NO_CARRIER = "no-carrier"
 
 
 class Verdict(NamedTuple):
@@ -189,6 +197,13 @@ def route_refusal(route: KernelRoute, bridge: str, min_metric: int = 0) -> tuple
     return None
 
 
+def carrier_reason(bridge: str) -> str:
+    return (
+        f"{bridge} has no carrier (no port up): the VM's port must be up; zebra keeps a "
+        "static route to a down interface inactive, so it would not be announced"
+    )
+
+
 def _eligibility(
     prefix: IPNetwork,
     routes: list[KernelRoute],
@@ -210,6 +225,8 @@ def _eligibility(
         return Code.NO_NEIGHBOR, f"no permanent neighbour entry on {config.bridge}"
     if config.held and prefix in config.held:
         return Code.HELD, "held back by the operator"
+    if config.needs_carrier and not config.carrier:
+        return Code.NO_CARRIER, carrier_reason(config.bridge)
     if config.drain is Drain.WITHDRAW:
         return Code.DRAINED, "host is drained: everything withdrawn"
     return None

@@ -68,7 +68,8 @@ LOCAL_TABLE = 255
 RTM_F_CLONED = 0x200
 NUD_PERMANENT = 0x80
 IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000
+IFF_RUNNING = 0x40  # operstate up (or unknown): what zebra's if_is_operative reads
+IFF_LOWER_UP = 0x10000  # carrier
 _RTN_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
               6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}  # fmt: skip
 # family, dst, dst_len, table, metric, tos, oif: the kernel's route identity plus oif
@@ -331,6 +332,10 @@ class KernelSnapshot:
     # a link or address change, when anything may have changed. It lets the
     # daemon judge a burst at the cost of what the burst touched.
     changed: Mapping[IPNetwork, tuple[KernelRoute, ...]] | None = None
+    # The bridge has carrier: a bridge loses it when no port is up (a new
+    # bridge that never had a port keeps it). zebra keeps a static route to an
+    # interface without it inactive.
+    bridge_carrier: bool = True
 
 
 Keys = RouteKey | set[RouteKey]
@@ -401,6 +406,10 @@ class KernelView:
 
     def _usable(self, flags: int) -> bool:
         return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
+
+    @staticmethod
+    def _carrier(flags: int) -> bool:
+        return bool(flags & IFF_UP and flags & IFF_LOWER_UP and flags & IFF_RUNNING)
 
     def apply(self, msg: Any) -> None:
         if type(msg) is RouteEvent:
@@ -577,6 +586,7 @@ class KernelView:
             bridge=self.bridge,
             bridge_index=index,
             bridge_up=index is not None and self._usable(self.link_flags.get(index, 0)),
+            bridge_carrier=index is not None and self._carrier(self.link_flags.get(index, 0)),
             # unsorted: the policy orders by prefix itself
             routes=tuple(self.routes.values()),
             permanent_neighbors=frozenset(self.permanent),

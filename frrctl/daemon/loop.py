@@ -35,7 +35,7 @@ from typing import Any
 
 from frrctl.daemon import bgpvty
 from frrctl.daemon.control import ControlServer
-from frrctl.daemon.monitor import FrrMonitor
+from frrctl.daemon.monitor import FrrMonitor, monitored
 from frrctl.daemon.reconciler import Reconciler
 from frrctl.daemon.repairs import BgpRepairs
 from frrctl.daemon.report import build_status
@@ -91,7 +91,7 @@ class Daemon:
             neighbors=settings.require_neighbor,
         )
         self.metrics = metrics or Metrics()
-        self.monitor = FrrMonitor(settings.vty_dir)
+        self.monitor = FrrMonitor(settings.vty_dir, monitored(self.announcer))
         self.clock = clock
         self._worker = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="frrctl-apply")
@@ -221,7 +221,12 @@ class Daemon:
         rec.timed(now)
         if rec.liveness_due(now):
             self._check_liveness(now)
-        rec.maybe_pass(now, bgpd_down="bgpd" in self.monitor.down)
+        rec.maybe_pass(now, bgpd_down=self._holder_down())
+
+    def _holder_down(self) -> bool:
+        """bgpd or a daemon holding the announcer's routes (staticd) is known gone:
+        reading or applying would only wait for it (the monitor sees it back)."""
+        return bool(self.monitor.down & {"bgpd", *self.announcer.monitored_daemons})
 
     def _start_watcher(self) -> None:
         backoff = Backoff(0.1, 5.0)
@@ -397,7 +402,7 @@ class Daemon:
         frr = rec.frr_state
         if frr is None:
             frr = {}
-            if rec.collect(wait=True):
+            if not self._holder_down() and rec.collect(wait=True):
                 try:
                     frr = self.announcer.read()
                 except DriverError as exc:

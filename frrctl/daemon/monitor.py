@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from frrctl.frr.base import DriverError, FrrUnavailable
+from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
 from frrctl.frr.vty import VtyClient
 
 MONITORED = ("zebra", "bgpd", "ospfd", "ospf6d")
+
+
+def monitored(announcer: AnnounceDriver) -> tuple[str, ...]:
+    """The daemons to watch: FRR's routing daemons, and those the announcer's
+    routes live in (staticd for the staticd drivers: a restart loses them all,
+    and only a re-apply brings them back)."""
+    return MONITORED + tuple(d for d in announcer.monitored_daemons if d not in MONITORED)
 
 
 @dataclass

@@ -111,6 +111,10 @@ class Reconciler:
     def new_snapshot(self, snap: KernelSnapshot) -> bool:
         """Take the watcher's view; True when it is a new generation (a resync)."""
         resynced = self.snapshot is None or snap.generation != self.snapshot.generation
+        if self.announcer.needs_carrier and snap.bridge_carrier != (
+            self.snapshot.bridge_carrier if self.snapshot else True
+        ):
+            log.warning("%s %s carrier", snap.bridge, "has" if snap.bridge_carrier else "lost")
         self.snapshot = snap
         if snap.changed is None or self.changed is None:
             self.changed = None
@@ -185,8 +189,9 @@ class Reconciler:
             self.check_ospf6()
 
     def maybe_pass(self, now: float, bgpd_down: bool) -> None:
-        """Run the pass that is due. While bgpd is known gone only the monitor's
-        probe runs: it reconciles the moment bgpd is back. While a batch is in
+        """Run the pass that is due. While bgpd (or a daemon holding the
+        announcer's routes: staticd) is known gone only the monitor's probe
+        runs: it reconciles the moment the daemon is back. While a batch is in
         flight the kernel is still read; the next pass starts when the worker is
         done, with all that came meanwhile."""
         if self.pending and self.inflight is None and now >= self.next_attempt and not bgpd_down:
@@ -203,6 +208,8 @@ class Reconciler:
             held=self.operator.held,
             drain=self.operator.drain,
             min_metric=self.announcer.min_metric,
+            carrier=self.snapshot.bridge_carrier if self.snapshot else True,
+            needs_carrier=self.announcer.needs_carrier,
         )
 
     def reconcile(self) -> bool:
