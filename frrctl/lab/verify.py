@@ -134,16 +134,16 @@ def static_config_changes(changes: list[str], controller: bool) -> list[str]:
     """frr-reload changes to the rendered (static) config.
 
     In controller mode the frrctl daemon owns the `network` statements (vtysh
-    driver), the OSPF gate's `frrctl-*` prefix-lists and route-map entries
-    (vtysh driver on OSPF hosts) and the static routes (`ip route P cloudbr0`,
-    grpc driver): they are the live state, not drift. What remains must be empty.
+    driver on a BGP-only host) and the static routes (`ip route P cloudbr0`:
+    grpc, and either driver on an OSPF host): they are the live state, not
+    drift. What remains must be empty.
     """
     if not controller:
         return changes
     kept = []
     for change in changes:
         text = change[1:].strip().removeprefix("no ").strip()
-        if text.startswith(("network ", "ip route ", "ipv6 route ")) or "frrctl-" in text:
+        if text.startswith(("network ", "ip route ", "ipv6 route ")):
             continue
         kept.append(change)
     if all(c[1:].strip().startswith(CONTEXT_LINES) for c in kept):

@@ -21,6 +21,7 @@ import pytest
 
 from frrctl.lab import netns, runner, state
 from frrctl.lab.verify import collect, exabgp_prefixes, static_config_changes
+from frrctl.render import static_layout
 from tests.conftest import ROOT, needs_lab
 
 pytestmark = [needs_lab, pytest.mark.lab, pytest.mark.slow]
@@ -126,7 +127,7 @@ def test_rendered_configs_are_a_fixed_point_of_frr(lab: runner.Lab) -> None:
             workdir / "vty",
             workdir / "etc" / "frr.conf",
         )
-        # In controller mode the daemon's own `network` statements or gate entries are
+        # In controller mode the daemon's own `network` statements or staticd routes are
         # live state on top of the file; nothing else may differ.
         static = static_config_changes(changes, host.mode == "controller")
         assert static == [], (host.hostname, changes)
@@ -160,10 +161,9 @@ GUARDS = {
 
 def _routes(lab: runner.Lab, action: str) -> None:
     for host, sets in GUARDS.items():
-        # grpc: at the metric `frrctl instance plug` sets (a metric-0 route
-        # outranks the driver's static route, and the policy refuses it)
-        spec = lab.plan.fleet.host(host)
-        static = spec.mode == "controller" and spec.controller.driver == "grpc"
+        # staticd hosts (grpc; vtysh on an OSPF host): at the metric `frrctl instance
+        # plug` sets (a metric-0 route outranks the static route; the policy refuses it)
+        static = static_layout(lab.plan.fleet.host(host)) is not None
         tail = " metric 33554432" if static else ""
         lines = [f"route {action} {p} dev {dev}{tail}" for p, dev in sets["bad"] + sets["good"]]
         result = subprocess.run(

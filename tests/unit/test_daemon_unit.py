@@ -666,6 +666,10 @@ def test_registry_knows_every_back_end_by_name(tmp_path: Path) -> None:
     assert registry.uses_staticd("vtysh", runs_ospf=True)
     assert not registry.uses_staticd("vtysh", runs_ospf=False)
     assert registry.uses_staticd("grpc", runs_ospf=False)
+    # `frrctl instance plug` writes host routes a staticd route outranks
+    from frrctl.host.netlink import HOST_ROUTE_METRIC
+
+    assert HOST_ROUTE_METRIC == STATIC_MIN_METRIC
     both = registry.make_announcer("grpc", dataclasses.replace(spec, ospf_versions=(4,)))
     assert isinstance(both, StaticdDriver)
     assert registry.uses_grpc("grpc") and not registry.uses_grpc("vtysh")
