@@ -78,7 +78,7 @@ def test_every_bgp_host_is_checked() -> None:
         bgp = (fleet_name, hostname) in BGP_HOSTS
         assert ("router bgp" in files["frr.conf"]) is bgp
         assert ("bgpd" in enabled_daemons(files["daemons"])) is bgp
-    assert len(BGP_HOSTS) == 6 and len(HOSTS) == 8
+    assert len(BGP_HOSTS) == 7 and len(HOSTS) == 9
 
 
 @pytest.mark.parametrize(("fleet_name", "hostname"), BGP_HOSTS)
