@@ -1,13 +1,14 @@
 """The repairs after a zebra restart that go through the announcer: bgpd's
-table (refresh what it lacks, alert on what it cannot withdraw) and a protocol
-daemon's lost redistribution (ospf6d). The judgements are checks' trackers."""
+table (refresh what it lacks, alert on what it cannot withdraw) and the OSPF
+daemons' redistribution (withdraw ospf6d's stale prefixes, alert on the rest).
+The judgements are checks' trackers."""
 
 from __future__ import annotations
 
 import logging
 
-from frrctl.daemon.checks import Confirmed, TableRepair
-from frrctl.frr.base import AnnounceDriver, DriverError
+from frrctl.daemon.checks import RedistRepair, TableRepair
+from frrctl.frr.base import AnnounceDriver, DriverError, Redistributed
 from frrctl.metrics import Metrics
 from frrctl.policy import Announced, prefix_key
 from frrctl.pools import IPNetwork
@@ -81,19 +82,71 @@ def repair_table(
 
 
 def check_redistribution(
-    announcer: AnnounceDriver, desired: Announced, lost: Confirmed, metrics: Metrics
-) -> None:
-    """Alert on announced prefixes a protocol daemon does not redistribute, seen
-    twice in a row (OspfAdmission.redistribution_lost: ospf6d after zebra restarts)."""
+    announcer: AnnounceDriver,
+    desired: Announced,
+    repair: RedistRepair,
+    metrics: Metrics,
+    now: float,
+) -> bool:
+    """The OSPF daemons' redistribution after a zebra restart (RedistRepair
+    decides): nudge ospf6d to register again, withdraw its stale prefixes
+    through zebra, alert on what no repair can cure. True when it changed
+    staticd's routes (the loop reads FRR again)."""
     try:
-        missing = announcer.redistribution_lost(desired)
+        checks = announcer.redistribution(desired)
+        if checks is None:
+            lost = announcer.redistribution_lost(desired)
+            checks = (
+                None if lost is None else [Redistributed("ospf6d", frozenset(lost), frozenset())]
+            )
     except DriverError as exc:
         log.warning("check after a zebra restart: %s", exc)
-        return
-    if missing is not None and lost.observe(missing):
-        metrics.errors.labels("ospf6-redistribution-lost").inc(len(lost.confirmed))
+        return False
+    if checks is None:
+        return False
+    action = repair.decide(now, checks)
+    for daemon, missing in action.alert_missing.items():
+        metrics.errors.labels(f"{daemon.removesuffix('d')}-redistribution-lost").inc(len(missing))
         log.error(
-            "ALERT: ospf6d does not redistribute announced prefixes since zebra "
-            "restarted (FRR 8.4 loses its registration); restart ospf6d",
-            extra={"fields": {"prefixes": _sample(lost.confirmed)}},
+            "ALERT: %s does not redistribute announced prefixes since zebra restarted; "
+            "FRR 8.4 cannot register it again without a restart of %s (%s)",
+            daemon,
+            daemon,
+            _WHY[daemon],
+            extra={"fields": {"prefixes": _sample(set(missing))}},
         )
+    for daemon, stale in action.alert_stale.items():
+        metrics.errors.labels(f"{daemon.removesuffix('d')}-redistribution-stale").inc(len(stale))
+        log.error(
+            "ALERT: %s still redistributes prefixes withdrawn while zebra was restarting; "
+            "only a restart of %s withdraws them",
+            daemon,
+            daemon,
+            extra={"fields": {"prefixes": _sample(set(stale))}},
+        )
+    touched = False
+    try:
+        if action.register and announcer.register_redistribution():
+            log.warning(
+                "ospf6d still redistributes prefixes withdrawn while zebra was restarting; "
+                "nudging it to register with zebra again (a no-op route-map change)",
+                extra={"fields": {"prefixes": _sample(set(repair.seen[("ospf6d", "stale")]))}},
+            )
+        if action.withdraw:
+            touched = announcer.withdraw_redistributed(sorted(action.withdraw, key=prefix_key))
+            if touched:
+                metrics.errors.labels("ospf6-redistribution-stale").inc(len(action.withdraw))
+                log.warning(
+                    "withdrawing them through zebra (%s driver)",
+                    announcer.name,
+                    extra={"fields": {"prefixes": _sample(set(action.withdraw))}},
+                )
+    except DriverError as exc:
+        log.warning("repair after a zebra restart: %s", exc)
+    return touched
+
+
+_WHY = {
+    "ospf6d": "it ignores every route zebra redistributes after its zclient bitmaps were freed",
+    "ospfd": "`redistribute static` again is an update that does not register",
+}

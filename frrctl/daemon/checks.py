@@ -159,3 +159,106 @@ class TableRepair:
             self.stale_alerted = confirmed
             return confirmed
         return set()
+
+
+# ospf6d registers again OSPF_MIN_LS_INTERVAL (5 s) after a route-map change
+# (frrctl.frr.staticd.nudge_commands): withdraw through zebra only after that.
+REGISTER_SETTLE = 6.0
+# Between two nudges while stale prefixes stay: one made before ospf6d is back
+# on zebra (its zclient reconnects ~10 s after zebra went) is lost, and one
+# more once it is registered costs nothing (zebra dedups the registration).
+REGISTER_RETRY = 8.0
+WITHDRAW_RETRY = 2.0  # between two withdraw attempts of the same stale prefixes
+# Stale this long after first confirmed: the repair failed (reconnect 10 s +
+# a nudge cycle 8 s + settle 6 s, and a margin)
+WITHDRAW_BOUND = 35.0
+
+
+@dataclass(frozen=True)
+class RedistAction:
+    """What to do after one look at the OSPF daemons' redistribution."""
+
+    register: bool = False  # nudge ospf6d to register with zebra again
+    withdraw: frozenset[IPNetwork] = frozenset()  # ospf6d's stale, through zebra now
+    alert_missing: dict[str, frozenset[IPNetwork]] = field(default_factory=dict)
+    alert_stale: dict[str, frozenset[IPNetwork]] = field(default_factory=dict)
+
+
+@dataclass
+class RedistRepair(Confirmed):
+    """OSPF redistribution after a zebra restart (FRR 8.4.4, see
+    frrctl.frr.staticd): a difference counts when seen twice in a row, and
+    `confirmed` (every daemon's missing and stale) keeps status unhealthy until
+    it is gone. ospf6d's stale prefixes are repaired: nudge it to register
+    (every REGISTER_RETRY while they stay), REGISTER_SETTLE after a nudge
+    withdraw them through zebra, alert if still there WITHDRAW_BOUND after
+    they were confirmed. Nothing cures the rest without restarting
+    the daemon (a flap): missing prefixes (ospf6d drops routes redistributed
+    after the restart; ospfd is not registered) and ospfd's stale ones are
+    alerted at once."""
+
+    seen: dict[tuple[str, str], frozenset[IPNetwork]] = field(default_factory=dict)
+    alerted: dict[tuple[str, str], frozenset[IPNetwork]] = field(default_factory=dict)
+    registered_at: float | None = None
+    withdrawn_at: float = -1e9
+    stale_since: float | None = None  # ospf6d's stale first confirmed
+    registers: int = 0
+    withdrawals: int = 0
+
+    def _confirm(
+        self, key: tuple[str, str], now_seen: frozenset[IPNetwork]
+    ) -> frozenset[IPNetwork]:
+        confirmed = now_seen & self.seen.get(key, frozenset())
+        self.seen[key] = now_seen
+        return confirmed
+
+    def _alert(self, key: tuple[str, str], confirmed: frozenset[IPNetwork]) -> bool:
+        """Alert once per new non-empty set; forget it once cured."""
+        if not confirmed:
+            self.alerted.pop(key, None)
+            return False
+        if confirmed <= self.alerted.get(key, frozenset()):
+            return False
+        self.alerted[key] = confirmed
+        return True
+
+    def decide(self, now: float, checks: Iterable[Any]) -> RedistAction:
+        """`checks`: the announcer's Redistributed per daemon (daemon, missing, stale)."""
+        register = False
+        withdraw: frozenset[IPNetwork] = frozenset()
+        alert_missing: dict[str, frozenset[IPNetwork]] = {}
+        alert_stale: dict[str, frozenset[IPNetwork]] = {}
+        confirmed: set[IPNetwork] = set()
+        six_stale: frozenset[IPNetwork] = frozenset()
+        for check in checks:
+            missing = self._confirm((check.daemon, "missing"), frozenset(check.missing))
+            stale = self._confirm((check.daemon, "stale"), frozenset(check.stale))
+            confirmed |= missing | stale
+            if self._alert((check.daemon, "missing"), missing):
+                alert_missing[check.daemon] = missing
+            if check.daemon == "ospf6d":
+                six_stale = stale
+            elif self._alert((check.daemon, "stale"), stale):
+                alert_stale[check.daemon] = stale
+        self.suspect = set()
+        self.confirmed = confirmed
+        if not six_stale:
+            self.stale_since = None
+            self.alerted.pop(("ospf6d", "stale"), None)
+            return RedistAction(False, frozenset(), alert_missing, alert_stale)
+        if self.stale_since is None:
+            self.stale_since = now
+        if self.registered_at is None or now - self.registered_at >= REGISTER_RETRY:
+            register = True
+            self.registered_at = now
+            self.registers += 1
+        elif (
+            now - self.registered_at >= REGISTER_SETTLE
+            and now - self.withdrawn_at >= WITHDRAW_RETRY
+        ):
+            withdraw = six_stale
+            self.withdrawn_at = now
+            self.withdrawals += 1
+        if now - self.stale_since >= WITHDRAW_BOUND and self._alert(("ospf6d", "stale"), six_stale):
+            alert_stale["ospf6d"] = six_stale
+        return RedistAction(register, withdraw, alert_missing, alert_stale)

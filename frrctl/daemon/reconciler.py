@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from frrctl.daemon.aftermath import check_redistribution, repair_table
-from frrctl.daemon.checks import BfdRepair, Confirmed, DefaultsRepair, Liveness, TableRepair
+from frrctl.daemon.checks import BfdRepair, DefaultsRepair, Liveness, RedistRepair, TableRepair
 from frrctl.daemon.settings import DaemonSettings
 from frrctl.daemon.timing import Backoff, loop_timeout
 from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
@@ -103,7 +103,7 @@ class Reconciler:
         self.liveness = Liveness(settings.liveness_interval, settings.liveness_confirm)
         self.defaults = DefaultsRepair(cooldown=2 * settings.liveness_confirm)
         self.bfd = BfdRepair()
-        self.ospf6 = Confirmed()  # announced IPv6 prefixes ospf6d does not redistribute
+        self.ospf6 = RedistRepair()  # OSPF redistribution after zebra restarts (both daemons)
         self.inflight: Inflight | None = None
         self.on_pass: Callable[[], None] | None = None  # test hook
 
@@ -414,8 +414,12 @@ class Reconciler:
             self.pending = True
 
     def check_ospf6(self) -> None:
-        if self.decision is not None:
-            check_redistribution(self.announcer, self.decision.desired, self.ospf6, self.metrics)
+        if self.decision is None or not self.collect(wait=True):
+            return
+        desired, now = self.decision.desired, self.clock()
+        if check_redistribution(self.announcer, desired, self.ospf6, self.metrics, now):
+            self.frr_state = None
+            self.pending = True
 
 
 class _Abandoned(Exception):

@@ -82,6 +82,16 @@ class TableCheck:
 
 
 @dataclass(frozen=True)
+class Redistributed:
+    """What one OSPF daemon redistributes against what frrctl announces (after a
+    zebra restart, see frrctl.frr.staticd)."""
+
+    daemon: str  # "ospfd" | "ospf6d"
+    missing: frozenset[IPNetwork]  # announced, not redistributed
+    stale: frozenset[IPNetwork]  # still redistributed, no longer announced
+
+
+@dataclass(frozen=True)
 class ReconcileResult:
     plan: Plan  # what was applied (empty: FRR already matched)
     announced: dict[IPNetwork, bool]  # read back from FRR after the batch
@@ -141,6 +151,21 @@ class AnnounceDriver(abc.ABC):
         """Desired prefixes a protocol daemon does not redistribute (ospf6d after a
         zebra restart); None: this announcer has no such check."""
         return None
+
+    def redistribution(self, desired: Announced) -> list[Redistributed] | None:
+        """Per OSPF daemon: what it fails to redistribute and what it still
+        redistributes (after a zebra restart); None: this announcer has no check."""
+        return None
+
+    def register_redistribution(self) -> bool:
+        """Have the OSPF daemons register their redistribution with zebra again
+        (it takes effect some seconds later). False: this back end cannot."""
+        return False
+
+    def withdraw_redistributed(self, prefixes: list[IPNetwork]) -> bool:
+        """Make the registered OSPF daemons withdraw prefixes they still
+        redistribute although nothing announces them. False: cannot."""
+        return False
 
     def compare(self, desired: Announced) -> Plan:
         return diff(desired, self.read())

@@ -48,6 +48,7 @@ def _vtysh(spec: AnnouncerSpec) -> AnnounceDriver:
             retry=RETRY,
             bgp=spec.runs_bgp,
             ospf6=6 in spec.ospf_versions,
+            ospf=4 in spec.ospf_versions,
         )
     from frrctl.frr.vtysh import VtyshDriver
 
@@ -67,6 +68,7 @@ def _grpc_static(spec: AnnouncerSpec) -> AnnounceDriver:
         vty_dir=spec.vty_dir,
         bgp=spec.runs_bgp,
         ospf6=6 in spec.ospf_versions,  # the redistribution-lost check after zebra restarts
+        ospf=4 in spec.ospf_versions,
     )
 
 

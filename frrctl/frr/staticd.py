@@ -51,7 +51,13 @@ from typing import Any
 import grpc
 
 from frrctl.frr import _proto
-from frrctl.frr.base import AnnounceDriver, DriverError, RetryPolicy, TableCheck
+from frrctl.frr.base import (
+    AnnounceDriver,
+    DriverError,
+    Redistributed,
+    RetryPolicy,
+    TableCheck,
+)
 from frrctl.frr.grpc import CHANNEL_OPTIONS, transaction
 from frrctl.frr.grpc import rpc_error as grpc_rpc_error
 from frrctl.frr.ospf6 import parse_redistributed
@@ -210,6 +216,161 @@ def register_failures(replies: Iterable[VtyReply]) -> list[VtyReply]:
     ]  # fmt: skip
 
 
+# -- OSPF after a zebra restart (FRR 8.4.4 source, measured in
+# tests/daemon/test_daemon_ospf_zebra.py) ------------------------------------------
+# zclient_stop frees the client's redistribution bitmaps and nothing allocates
+# them again (only zclient_init, at daemon start), so in ospfd and ospf6d
+# vrf_bitmap_set is a no-op from then on and vrf_bitmap_check always false:
+# - ospf6d drops every route zebra redistributes to it later
+#   (ospf6_asbr_redistribute_add returns early on !ospf6_zebra_is_redistribute):
+#   a prefix announced after the restart never reaches OSPFv3 until ospf6d
+#   restarts, whatever frrctl does. Its deletes are still processed
+#   (ospf6_asbr_redistribute_remove checks no bitmap) once it is registered;
+#   a change to its route-map registers it again, OSPF_MIN_LS_INTERVAL (5 s)
+#   later (ospf6_asbr_routemap_update_timer: no_redistribute, a no-op on the
+#   cleared bit, then ZEBRA_REDISTRIBUTE_ADD). zebra withdraws nothing on that.
+# - ospfd registers only when `redistribute static` is new (ospf_redistribute_set);
+#   entered again it is an update, and its route-map timer re-applies the map
+#   without registering. Only `no redistribute` (a MaxAge flush of every LSA)
+#   or a restart would register it: neither is flap-free, so frrctl alerts.
+OSPF6_REGISTER_DELAY = 5.0  # OSPF_MIN_LS_INTERVAL, lib/libospf.h
+NUDGE_SEQUENCE = 65535  # an empty deny at the end: what the implicit deny does
+_EXTERNAL = ("E1", "E2", "N1", "N2")
+MAX_AGE = "3600"
+
+
+def nudge_commands(layout: StaticLayout, version: int = 6) -> list[str]:
+    """For ospf6d's own vty only (route-maps are per daemon: bgpd and ospfd
+    never see it): add an empty `deny` entry after the route-map's last one and
+    remove it again. Both are route-map events, so ospf6d registers its
+    redistribution with zebra again OSPF_MIN_LS_INTERVAL later; the entry
+    denies exactly what the implicit deny at the end denies, so no route is
+    judged differently, even while it exists."""
+    name = layout.route_map(version)
+    return ["configure terminal", f"route-map {name} deny {NUDGE_SEQUENCE}", "exit",
+            f"no route-map {name} deny {NUDGE_SEQUENCE}", "end"]  # fmt: skip
+
+
+def parse_self_external(text: str) -> set[IPNetwork]:
+    """Live host prefixes of the external (E1/E2) and NSSA (N1/N2) lines of
+    ospfd's `show ip ospf database self-originate` (MaxAge counts as gone)."""
+    out: set[IPNetwork] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 7 or words[5] not in _EXTERNAL or words[2] == MAX_AGE:
+            continue
+        try:
+            prefix = parse_prefix(words[6])
+        except ValueError:
+            continue
+        if prefix.prefixlen == prefix.max_prefixlen:
+            out.add(prefix)
+    return out
+
+
+def redistributed(daemon: str, have: set[IPNetwork], desired: Iterable[IPNetwork]) -> Redistributed:
+    version = 6 if daemon == "ospf6d" else 4
+    want = {p for p in desired if p.version == version}
+    host = {p for p in have if p.version == version and p.prefixlen == p.max_prefixlen}
+    return Redistributed(daemon, frozenset(want - host), frozenset(host - want))
+
+
+class OspfRedistribution:
+    """The OSPF daemons' redistribution after a zebra restart, over their vty
+    sockets in `vty_dir` (shared by both staticd drivers)."""
+
+    def __init__(self, vty_dir: Path, retry: RetryPolicy, ospf: bool, ospf6: bool) -> None:
+        self.retry = retry
+        self.ospfd = VtyClient(vty_dir / "ospfd.vty") if ospf else None
+        self.ospf6d = VtyClient(vty_dir / "ospf6d.vty") if ospf6 else None
+        self.zebra = VtyClient(vty_dir / "zebra.vty")
+
+    def close(self) -> None:
+        for client in (self.ospfd, self.ospf6d, self.zebra):
+            if client is not None:
+                client.close()
+
+    def _show(self, daemon: str, client: VtyClient, command: str) -> str:
+        (reply,) = self.retry.call(daemon, lambda: client.run([command]))
+        if not reply.ok:
+            raise DriverError(f"{daemon}: {command} failed: {reply.output.strip()}")
+        return reply.output
+
+    def check(self, desired: Iterable[IPNetwork]) -> list[Redistributed]:
+        want = list(desired)
+        out = []
+        if self.ospfd is not None:
+            text = self._show("ospfd", self.ospfd, "show ip ospf database self-originate")
+            out.append(redistributed("ospfd", parse_self_external(text), want))
+        if self.ospf6d is not None:
+            text = self._show("ospf6d", self.ospf6d, "show ipv6 ospf6 redistribute")
+            out.append(redistributed("ospf6d", parse_redistributed(text, "S"), want))
+        return out
+
+    def register(self, layout: StaticLayout) -> bool:
+        """ospf6d registers again OSPF6_REGISTER_DELAY from now (nudge_commands).
+        False without ospf6d (ospfd has no such way)."""
+        client = self.ospf6d
+        if client is None:
+            return False
+        bad = failures(self.retry.call("ospf6d", lambda: client.run(nudge_commands(layout))))
+        if bad:
+            detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad)
+            raise DriverError(f"ospf6d refused the route-map nudge: {detail}")
+        return True
+
+    def withdraw(self, driver: AnnounceDriver, prefixes: list[IPNetwork]) -> None:
+        """Pass each stale prefix through zebra once more: the staticd route again,
+        until zebra selected it, then its deletion, which zebra redistributes to
+        the registered ospf6d as a delete: the prefix's one withdraw (MaxAge)."""
+        stale = sorted(set(prefixes), key=prefix_key)
+        driver.apply(Plan(announce=tuple((p, False) for p in stale)))
+        try:
+            wait_selected(self.zebra, self.retry, stale, timeout=1.0)
+        finally:
+            driver.apply(Plan(withdraw=tuple(stale)))
+
+
+class OspfRepairs(AnnounceDriver):
+    """The OSPF repairs of both staticd drivers (their `_redist`, None without
+    OSPF): see OspfRedistribution."""
+
+    _redist: OspfRedistribution | None = None
+    layout: StaticLayout
+
+    def redistribution(self, desired: Mapping[IPNetwork, bool]) -> list[Redistributed] | None:
+        return None if self._redist is None else self._redist.check(desired)
+
+    def register_redistribution(self) -> bool:
+        return self._redist is not None and self._redist.register(self.layout)
+
+    def withdraw_redistributed(self, prefixes: list[IPNetwork]) -> bool:
+        if self._redist is None or self._redist.ospf6d is None or not prefixes:
+            return False
+        self._redist.withdraw(self, prefixes)
+        return True
+
+
+def wait_selected(
+    zebra: VtyClient, retry: RetryPolicy, prefixes: list[IPNetwork], timeout: float
+) -> bool:
+    """Until zebra has selected a static route for each (else zebra may coalesce
+    an add and a delete and tell its clients nothing)."""
+    deadline = time.monotonic() + timeout
+    left = list(prefixes)
+    while True:
+        left = [p for p in left if not _selected(zebra, retry, p)]
+        if not left or time.monotonic() > deadline:
+            return not left
+        time.sleep(0.02)
+
+
+def _selected(zebra: VtyClient, retry: RetryPolicy, prefix: IPNetwork) -> bool:
+    show = f"show {_KW[prefix.version]} route {prefix} json"
+    (reply,) = retry.call("zebra", lambda: zebra.run([show]))
+    return zebra_selected(reply.output, prefix)
+
+
 def zebra_selected(reply: str, prefix: IPNetwork) -> bool:
     """zebra's `show ip[v6] route P json`: a selected static route for P."""
     try:
@@ -253,7 +414,7 @@ def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
 
 
 @dataclass
-class StaticdDriver(AnnounceDriver):
+class StaticdDriver(OspfRepairs):
     """Announce as staticd routes over staticd's northbound gRPC at `address`
     (`127.0.0.1:PORT`, or `unix:/path` from a NetnsPortForwarder), for bgpd,
     ospfd and ospf6d alike. `vty_dir` (bgpd's vty socket, with `bgp`) serves
@@ -269,6 +430,7 @@ class StaticdDriver(AnnounceDriver):
     vty_dir: Path | None = None
     bgp: bool = True  # the host runs bgpd (an OSPF-only host has no table to check)
     ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
+    ospf: bool = False  # the host runs ospfd (redistribution, after zebra restarts)
     # zebra selects the static route (distance 1) only over a kernel route of
     # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
     min_metric = STATIC_MIN_METRIC
@@ -286,6 +448,8 @@ class StaticdDriver(AnnounceDriver):
         self._zebra = VtyClient(self.vty_dir / "zebra.vty") if with_bgpd and self.vty_dir else None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
+        if self.vty_dir is not None and (self.ospf or self.ospf6):
+            self._redist = OspfRedistribution(self.vty_dir, self.retry, self.ospf, self.ospf6)
 
     def _northbound(self) -> Any:
         if self._stub is None:
@@ -297,6 +461,8 @@ class StaticdDriver(AnnounceDriver):
         for client in (self._bgpd, self._ospf6d, self._zebra):
             if client is not None:
                 client.close()
+        if self._redist is not None:
+            self._redist.close()
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = None
@@ -455,7 +621,7 @@ def parse_vty_routes(running_config: str, layout: StaticLayout) -> dict[IPNetwor
 
 
 @dataclass
-class StaticdVtyDriver(AnnounceDriver):
+class StaticdVtyDriver(OspfRepairs):
     """The staticd routes of StaticdDriver, over staticd's vty socket in
     `vty_dir` (any FRR build): one XFRR-batched transaction per batch."""
 
@@ -465,6 +631,7 @@ class StaticdVtyDriver(AnnounceDriver):
     name: str = "staticd-vty"
     bgp: bool = False  # the host runs bgpd (check_table)
     ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
+    ospf: bool = False  # the host runs ospfd (redistribution, after zebra restarts)
     min_metric = STATIC_MIN_METRIC
     needs_carrier = True
     monitored_daemons = ("staticd",)
@@ -473,11 +640,15 @@ class StaticdVtyDriver(AnnounceDriver):
         self._staticd = VtyClient(self.vty_dir / "staticd.vty", timeout=60)
         self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.bgp else None
         self._ospf6d = VtyClient(self.vty_dir / "ospf6d.vty") if self.ospf6 else None
+        if self.ospf or self.ospf6:
+            self._redist = OspfRedistribution(self.vty_dir, self.retry, self.ospf, self.ospf6)
 
     def close(self) -> None:
         for client in (self._staticd, self._bgpd, self._ospf6d):
             if client is not None:
                 client.close()
+        if self._redist is not None:
+            self._redist.close()
 
     def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
         return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
