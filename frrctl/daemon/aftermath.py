@@ -130,7 +130,9 @@ def check_redistribution(
             log.warning(
                 "ospf6d still redistributes prefixes withdrawn while zebra was restarting; "
                 "nudging it to register with zebra again (a no-op route-map change)",
-                extra={"fields": {"prefixes": _sample(set(repair.seen[("ospf6d", "stale")]))}},
+                extra={
+                    "fields": {"prefixes": _sample(set(repair.seen.get(("ospf6d", "stale"), {})))}
+                },
             )
         if action.withdraw:
             touched = announcer.withdraw_redistributed(sorted(action.withdraw, key=prefix_key))

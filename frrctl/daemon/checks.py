@@ -172,6 +172,14 @@ WITHDRAW_RETRY = 2.0  # between two withdraw attempts of the same stale prefixes
 # Stale this long after first confirmed: the repair failed (reconnect 10 s +
 # a nudge cycle 8 s + settle 6 s, and a margin)
 WITHDRAW_BOUND = 35.0
+# A difference counts once seen in two checks in a row spanning this long:
+# longer than OSPF's MinLSInterval (5 s), which may delay an LSA for a prefix
+# withdrawn and announced again quickly.
+CONFIRM_AFTER = 6.0
+# After a zebra restart the OSPF daemons stay unregistered until they restart
+# (FRR 8.4.4): a prefix announced long after the repair window must be
+# checked too.
+WATCH_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -187,17 +195,19 @@ class RedistAction:
 @dataclass
 class RedistRepair(Confirmed):
     """OSPF redistribution after a zebra restart (FRR 8.4.4, see
-    frrctl.frr.staticd): a difference counts when seen twice in a row, and
-    `confirmed` (every daemon's missing and stale) keeps status unhealthy until
-    it is gone. ospf6d's stale prefixes are repaired: nudge it to register
-    (every REGISTER_RETRY while they stay), REGISTER_SETTLE after a nudge
-    withdraw them through zebra, alert if still there WITHDRAW_BOUND after
-    they were confirmed. Nothing cures the rest without restarting
-    the daemon (a flap): missing prefixes (ospf6d drops routes redistributed
+    frrctl.frr.staticd): a difference counts when seen in two checks in a row
+    CONFIRM_AFTER apart, and `confirmed` (every daemon's missing and stale)
+    keeps status unhealthy until it is gone. ospf6d's stale prefixes are
+    repaired: nudge it to register (every REGISTER_RETRY while they stay),
+    REGISTER_SETTLE after a nudge withdraw them through zebra, alert if still
+    there WITHDRAW_BOUND after they were confirmed. Nothing cures the rest
+    without restarting the daemon (a flap): missing prefixes (ospf6d drops routes redistributed
     after the restart; ospfd is not registered) and ospfd's stale ones are
     alerted at once."""
 
-    seen: dict[tuple[str, str], frozenset[IPNetwork]] = field(default_factory=dict)
+    seen: dict[tuple[str, str], dict[IPNetwork, float]] = field(default_factory=dict)
+    watching: bool = False  # a zebra restart was seen: check every WATCH_INTERVAL
+    next_watch: float = 0.0
     alerted: dict[tuple[str, str], frozenset[IPNetwork]] = field(default_factory=dict)
     registered_at: float | None = None
     withdrawn_at: float = -1e9
@@ -205,12 +215,19 @@ class RedistRepair(Confirmed):
     registers: int = 0
     withdrawals: int = 0
 
+    def watch_due(self, now: float) -> bool:
+        if not self.watching or now < self.next_watch:
+            return False
+        self.next_watch = now + WATCH_INTERVAL
+        return True
+
     def _confirm(
-        self, key: tuple[str, str], now_seen: frozenset[IPNetwork]
+        self, key: tuple[str, str], seen: frozenset[IPNetwork], now: float
     ) -> frozenset[IPNetwork]:
-        confirmed = now_seen & self.seen.get(key, frozenset())
-        self.seen[key] = now_seen
-        return confirmed
+        """Seen in this check and the one before, first seen CONFIRM_AFTER ago."""
+        before = self.seen.get(key, {})
+        self.seen[key] = {p: before.get(p, now) for p in seen}
+        return frozenset(p for p in seen if p in before and now - before[p] >= CONFIRM_AFTER)
 
     def _alert(self, key: tuple[str, str], confirmed: frozenset[IPNetwork]) -> bool:
         """Alert once per new non-empty set; forget it once cured."""
@@ -231,8 +248,8 @@ class RedistRepair(Confirmed):
         confirmed: set[IPNetwork] = set()
         six_stale: frozenset[IPNetwork] = frozenset()
         for check in checks:
-            missing = self._confirm((check.daemon, "missing"), frozenset(check.missing))
-            stale = self._confirm((check.daemon, "stale"), frozenset(check.stale))
+            missing = self._confirm((check.daemon, "missing"), frozenset(check.missing), now)
+            stale = self._confirm((check.daemon, "stale"), frozenset(check.stale), now)
             confirmed |= missing | stale
             if self._alert((check.daemon, "missing"), missing):
                 alert_missing[check.daemon] = missing

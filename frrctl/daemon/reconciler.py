@@ -147,6 +147,7 @@ class Reconciler:
         if "zebra" in daemons:
             self.repair_until = now + ZEBRA_REPAIR_WINDOW
             self.next_repair = now + 1
+            self.ospf6.watching = True  # FRR 8.4: OSPF stays unregistered until it restarts
             self.liveness.next_at = min(self.liveness.next_at, now + 1)
 
     # -- timers ------------------------------------------------------------------
@@ -186,6 +187,8 @@ class Reconciler:
             self.verify()
         if self.repair_due(now):
             self.repair()
+            self.check_ospf6()
+        elif self.ospf6.watch_due(now):
             self.check_ospf6()
 
     def maybe_pass(self, now: float, bgpd_down: bool) -> None:

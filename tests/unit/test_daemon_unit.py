@@ -624,7 +624,10 @@ def test_ospf_only_host_refuses_by_announcing_nothing_and_alerts_lost_redistribu
     tmp_path: Path,
 ) -> None:
     announcer = LosingDriver()
-    r = Reconciler(settings(tmp_path, runs_bgp=False, max_prefixes=3), announcer, Metrics())
+    clock = Clock()
+    r = Reconciler(
+        settings(tmp_path, runs_bgp=False, max_prefixes=3), announcer, Metrics(), clock=clock
+    )
     r.snapshot = snap(*[(f"192.0.2.{i}/32", "cloudbr0") for i in (30, 31, 32, 33)])
     assert r.reconcile() and len(announcer.state) == 3  # one over the maximum: never a route
     status = status_of(r)
@@ -636,6 +639,10 @@ def test_ospf_only_host_refuses_by_announcing_nothing_and_alerts_lost_redistribu
     assert r.reconcile()
     r.check_ospf6()
     assert not r.ospf6.confirmed  # once: may be in flight
+    clock.now += 1
+    r.check_ospf6()
+    assert not r.ospf6.confirmed  # an LSA may wait for OSPF's MinLSInterval (5 s)
+    clock.now += 6
     r.check_ospf6()
     assert r.ospf6.confirmed == {P("2001:db8:100::80/128")}
     assert status_of(r).ospf6_not_redistributed == ["2001:db8:100::80/128"]

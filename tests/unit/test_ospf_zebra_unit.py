@@ -13,6 +13,7 @@ import pytest
 
 from frrctl.daemon.aftermath import check_redistribution
 from frrctl.daemon.checks import (
+    CONFIRM_AFTER,
     REGISTER_RETRY,
     REGISTER_SETTLE,
     WITHDRAW_BOUND,
@@ -98,40 +99,58 @@ def four(missing: Iterable[IPNetwork] = NONE, stale: Iterable[IPNetwork] = NONE)
 
 def test_ospf6_stale_nudge_then_withdraw_then_alert_past_the_bound() -> None:
     r = RedistRepair()
+    t = CONFIRM_AFTER
     assert r.decide(0.0, [six(stale={V6B})]) == RedistAction()  # once: may be in flight
+    assert r.decide(1.0, [six(stale={V6B})]) == RedistAction()  # not CONFIRM_AFTER yet
     assert not r.confirmed
-    first = r.decide(1.0, [six(stale={V6B})])
+    first = r.decide(t, [six(stale={V6B})])
     assert first.register and not first.withdraw and r.confirmed == {V6B}
-    assert not r.decide(2.0, [six(stale={V6B})]).withdraw  # ospf6d registers 5 s later
-    act = r.decide(1.0 + REGISTER_SETTLE, [six(stale={V6B})])
+    assert not r.decide(t + 1, [six(stale={V6B})]).withdraw  # ospf6d registers 5 s later
+    act = r.decide(t + REGISTER_SETTLE, [six(stale={V6B})])
     assert act.withdraw == {V6B} and not act.register
-    assert not r.decide(1.5 + REGISTER_SETTLE, [six(stale={V6B})]).withdraw  # retry in 2 s
-    assert r.decide(1.0 + REGISTER_RETRY, [six(stale={V6B})]).register  # lost nudge: again
-    late = r.decide(1.0 + WITHDRAW_BOUND, [six(stale={V6B})])
+    assert not r.decide(t + 0.5 + REGISTER_SETTLE, [six(stale={V6B})]).withdraw  # in 2 s
+    assert r.decide(t + REGISTER_RETRY, [six(stale={V6B})]).register  # a lost nudge: again
+    late = r.decide(t + WITHDRAW_BOUND, [six(stale={V6B})])
     assert late.alert_stale == {"ospf6d": frozenset({V6B})}
-    assert not r.decide(2.0 + WITHDRAW_BOUND, [six(stale={V6B})]).alert_stale  # once
-    cured = r.decide(3.0 + WITHDRAW_BOUND, [six()])
+    assert not r.decide(t + 1 + WITHDRAW_BOUND, [six(stale={V6B})]).alert_stale  # once
+    cured = r.decide(t + 2 + WITHDRAW_BOUND, [six()])
     assert cured == RedistAction() and not r.confirmed and r.stale_since is None
+
+
+def test_a_gap_between_sightings_starts_the_confirmation_again() -> None:
+    r = RedistRepair()
+    r.decide(0.0, [six(missing={V6})])
+    r.decide(3.0, [six()])  # the LSA came (MinLSInterval), then went again
+    assert not r.decide(CONFIRM_AFTER, [six(missing={V6})]).alert_missing
+    assert not r.decide(CONFIRM_AFTER + 1, [six(missing={V6})]).alert_missing
+    act = r.decide(2 * CONFIRM_AFTER, [six(missing={V6})])
+    assert act.alert_missing == {"ospf6d": frozenset({V6})}
 
 
 def test_what_nothing_cures_is_alerted_once_and_stays_unhealthy() -> None:
     r = RedistRepair()
+    t = CONFIRM_AFTER
     checks = [four(missing={V4}, stale={V4B}), six(missing={V6})]
     r.decide(0.0, checks)
-    act = r.decide(1.0, checks)
+    act = r.decide(t, checks)
     assert act.alert_missing == {"ospfd": frozenset({V4}), "ospf6d": frozenset({V6})}
     assert act.alert_stale == {"ospfd": frozenset({V4B})}
     assert not act.register and not act.withdraw  # nudging ospf6d cures no missing prefix
     assert r.confirmed == {V4, V4B, V6}
-    again = r.decide(2.0, checks)
+    again = r.decide(t + 1, checks)
     assert not again.alert_missing and not again.alert_stale and r.confirmed == {V4, V4B, V6}
-    grown = r.decide(3.0, [four(missing={V4, P("192.0.2.36/32")}, stale={V4B}), six(missing={V6})])
-    assert grown.alert_missing == {}  # 192.0.2.36 seen once only
-    assert r.decide(4.0, [four(missing={V4, P("192.0.2.36/32")}), six()]).alert_missing == {
-        "ospfd": frozenset({V4, P("192.0.2.36/32")})
-    }
-    r.decide(5.0, [four(), six()])
+    more = [four(missing={V4, P("192.0.2.36/32")}, stale={V4B}), six(missing={V6})]
+    assert r.decide(t + 2, more).alert_missing == {}  # 192.0.2.36 just seen
+    assert r.decide(2 * t + 2, more).alert_missing == {"ospfd": frozenset({V4, P("192.0.2.36/32")})}
+    r.decide(2 * t + 3, [four(), six()])
     assert not r.confirmed
+
+
+def test_watch_after_a_zebra_restart_every_interval() -> None:
+    r = RedistRepair()
+    assert not r.watch_due(0.0)  # no zebra restart seen
+    r.watching = True
+    assert r.watch_due(0.0) and not r.watch_due(5.0) and r.watch_due(10.0)
 
 
 class Losing(AnnounceDriver):
@@ -170,13 +189,14 @@ def test_check_redistribution_repairs_ospf6d_and_alerts_ospfd(
     fake = Losing([four(missing={V4}), six(stale={V6B})])
     repair, metrics = RedistRepair(), Metrics()
     caplog.set_level(logging.WARNING)
+    t = CONFIRM_AFTER
     assert not check_redistribution(fake, {V4: False}, repair, metrics, 0.0)
-    assert not check_redistribution(fake, {V4: False}, repair, metrics, 1.0)
+    assert not check_redistribution(fake, {V4: False}, repair, metrics, t)
     assert fake.registers == 1 and "ALERT: ospfd does not redistribute" in caplog.text
-    assert check_redistribution(fake, {V4: False}, repair, metrics, 1.0 + REGISTER_SETTLE)
+    assert check_redistribution(fake, {V4: False}, repair, metrics, t + REGISTER_SETTLE)
     assert fake.withdrawn == [[V6B]]
     assert repair.confirmed == {V4, V6B}  # unhealthy until seen cured
-    check_redistribution(fake, {V4: False}, repair, metrics, 8.0)
+    check_redistribution(fake, {V4: False}, repair, metrics, t + REGISTER_SETTLE + 1)
     assert repair.confirmed == {V4}  # ospf6d cured; ospfd's missing prefix keeps it unhealthy
     assert "ALERT: ospf6d still" not in caplog.text
 
@@ -190,12 +210,12 @@ def test_check_redistribution_falls_back_to_redistribution_lost() -> None:
             return {V6}
 
     repair = RedistRepair()
-    for now in (0.0, 1.0):
+    for now in (0.0, CONFIRM_AFTER):
         check_redistribution(Old(None), {}, repair, Metrics(), now)
     assert repair.confirmed == {V6}
     nothing = RedistRepair()
-    check_redistribution(Losing(None), {}, nothing, Metrics(), 0.0)
-    check_redistribution(Losing(None), {}, nothing, Metrics(), 1.0)
+    for now in (0.0, CONFIRM_AFTER):
+        check_redistribution(Losing(None), {}, nothing, Metrics(), now)
     assert not nothing.confirmed
 
 
