@@ -849,24 +849,42 @@ class NetlinkWatcher:
         ready, _, _ = select.select([self._open()], [], [], max(timeout, 0))
         return bool(ready)
 
-    def poll(self, timeout: float | None = None) -> KernelSnapshot | None:
-        """Wait up to `timeout` for events; gather the burst; return the new snapshot."""
+    def _settled(self, timeout: float, stop: int | None) -> bool:
+        """Sleep `timeout` (ended early only by `stop` becoming readable); True
+        when events came meanwhile. Not a select() on the socket: that would
+        wake the daemon for every route while the kernel adds them one by one,
+        and each wake-up costs the process adding them (and the daemon)."""
+        ready, _, _ = select.select([] if stop is None else [stop], [], [], max(timeout, 0))
+        if ready:
+            return False
+        return self._readable(0)
+
+    def poll(
+        self, timeout: float | None = None, max_window: float | None = None, stop: int | None = None
+    ) -> KernelSnapshot | None:
+        """Wait up to `timeout` for events; gather the burst; return the new snapshot.
+
+        `max_window` overrides the watcher's for this call. The gathering also
+        ends as soon as the descriptor `stop` is readable (the daemon's worker
+        finished a batch: the next one should start now, not when the burst
+        goes quiet)."""
         if not self._readable(timeout if timeout is not None else 3600):
             return None
         first = time.monotonic()
+        limit = self.max_window if max_window is None else max_window
         try:
             while True:
                 # Everything queued now, without a select() per datagram, but never
-                # past max_window: a long burst goes out in pieces, so FRR starts
+                # past the window: a long burst goes out in pieces, so FRR starts
                 # announcing while the kernel is still adding routes...
                 while (batch := self._recv(block=False, events=True)) is not None:
                     for msg in batch:
                         self._view.apply(msg)
-                    if time.monotonic() - first >= self.max_window:
+                    if time.monotonic() - first >= limit:
                         break
                 # ... then wait for the burst to go quiet (or the window to end).
-                remaining = self.max_window - (time.monotonic() - first)
-                if remaining <= 0 or not self._readable(min(self.window, remaining)):
+                remaining = limit - (time.monotonic() - first)
+                if remaining <= 0 or not self._settled(min(self.window, remaining), stop):
                     break
         except Resync as exc:
             return self.resync(f"resync: {exc}")

@@ -40,7 +40,7 @@ from frrctl.daemon.reconciler import Reconciler
 from frrctl.daemon.repairs import BgpRepairs
 from frrctl.daemon.report import build_status
 from frrctl.daemon.settings import DaemonSettings
-from frrctl.daemon.timing import Backoff
+from frrctl.daemon.timing import Backoff, gather_limit, step_timeout
 from frrctl.errors import FrrctlError
 from frrctl.frr.base import AnnounceDriver, DriverError
 from frrctl.frr.registry import make_announcer, uses_grpc
@@ -110,6 +110,7 @@ class Daemon:
             settings, self.monitor, self.rec, self.metrics, self._register_monitor
         )
         self._stop = False
+        self._next_probe = 0.0  # when absent FRR daemons are tried again
         self._sel = selectors.DefaultSelector()
         self._watched: dict[str, int] = {}  # name -> registered fd
         # The watcher's socket as registered: by identity, as a resync reopens
@@ -199,7 +200,10 @@ class Daemon:
 
     def _step(self) -> None:
         rec = self.rec
-        events = self._sel.select(rec.timeout(self.clock(), probing=bool(self.monitor.down)))
+        timeout = rec.timeout(self.clock(), probing=bool(self.monitor.down))
+        events = self._sel.select(
+            step_timeout(timeout, self._holder_down(), self.settings.probe_interval)
+        )
         rec.collect(wait=False)
         for key, _ in events:
             what = key.data
@@ -212,7 +216,9 @@ class Daemon:
             elif isinstance(what, str) and what.startswith("vty:"):
                 self._vty_event(what[4:])
         now = self.clock()
-        if not self.monitor.all_connected():
+        # (an absent daemon, e.g. ospfd on a BGP-only host, is tried once per probe)
+        if not self.monitor.all_connected() and now >= self._next_probe:
+            self._next_probe = now + self.settings.probe_interval
             back = self.monitor.connect_all()
             self._register_monitor()
             if back:
@@ -221,6 +227,7 @@ class Daemon:
         rec.timed(now)
         if rec.liveness_due(now):
             self._check_liveness(now)
+        rec.collect(wait=False)  # a batch done while the kernel was read: the next starts now
         rec.maybe_pass(now, bgpd_down=self._holder_down())
 
     def _holder_down(self) -> bool:
@@ -295,7 +302,12 @@ class Daemon:
 
     def _read_netlink(self) -> None:
         try:
-            snap = self.watcher.poll(0)
+            busy = self.rec.inflight is not None
+            snap = self.watcher.poll(
+                0,
+                max_window=gather_limit(busy, self.settings.window, self.settings.max_window),
+                stop=self._wake_r if busy else None,
+            )
         except Exception as exc:
             self.metrics.errors.labels("netlink").inc()
             log.error("netlink: %s; resyncing", exc)

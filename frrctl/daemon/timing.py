@@ -34,3 +34,21 @@ def loop_timeout(now: float, verify: float, **timers: float | None) -> float:
         if at is not None:
             waits.append(at if name == "probe" else at - now)
     return max(0.0, min(waits))
+
+
+def gather_limit(busy: bool, window: float, max_window: float) -> float:
+    """How long one netlink read may gather a burst before a pass judges it.
+
+    With a batch in flight the read gathers up to `max_window` and also ends
+    the moment the worker is done, so FRR is never idle while the kernel
+    still sends routes. With the worker idle any waiting only delays FRR:
+    the first part of a burst goes after at most two quiet `window`s (a VM
+    plug's IPv4 and IPv6 routes, a few ms apart, still make one batch)."""
+    return max_window if busy else min(max_window, 2 * window)
+
+
+def step_timeout(timeout: float, holder_down: bool, probe_interval: float) -> float:
+    """The loop's select timeout. While bgpd (or staticd) is known gone no pass
+    can run, so a due pass must not make the loop spin: it waits for the next
+    probe (which reconciles the moment the daemon is back)."""
+    return max(timeout, probe_interval) if holder_down else timeout

@@ -346,6 +346,8 @@ class PhaseResult:
     bulk_s: dict[int, float] = field(default_factory=dict)  # median of bulk_samples_s
     bulk_samples_s: dict[int, list[float]] = field(default_factory=dict)
     bulk_withdraw_s: dict[int, list[float]] = field(default_factory=dict)
+    # CPU seconds each process spent in one bulk run (kernel add to all at the peer)
+    bulk_cpu_s: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     # one more prefix on a host already announcing N: samples per N
     held_announce_ms: dict[int, list[float]] = field(default_factory=dict)
     held_withdraw_ms: dict[int, list[float]] = field(default_factory=dict)
@@ -375,6 +377,7 @@ class PhaseResult:
             "bulk_s": {str(k): round(v, 3) for k, v in self.bulk_s.items()},
             "bulk_samples_s": samples(self.bulk_samples_s, 3),
             "bulk_withdraw_samples_s": samples(self.bulk_withdraw_s, 3),
+            "bulk_cpu_s": {str(k): v for k, v in self.bulk_cpu_s.items()},
             "held_announce_ms": keyed(self.held_announce_ms),
             "held_withdraw_ms": keyed(self.held_withdraw_ms),
             "held_announce_samples_ms": samples(self.held_announce_ms),
@@ -404,6 +407,8 @@ class Bench:
     settle: float = 3.0  # after a bulk withdraw: zebra and bgpd finish their own cleanup
     # why the phase cannot go on (the daemon died), else None: checked per part
     broken: Callable[[], str | None] = lambda: None
+    # process name -> its pid now (FRR's daemons, the frrctl daemon): CPU per bulk run
+    pids: Callable[[], dict[str, int]] = dict
 
     def clear(self, prefixes: list[str], timeout: float = 300) -> None:
         """Remove `prefixes` and wait until the peer holds none of them."""
@@ -516,11 +521,16 @@ def measure_bulk(
     count, want = len(prefixes), set(prefixes)
     samples = result.bulk_samples_s.setdefault(count, [])
     withdraw = result.bulk_withdraw_s.setdefault(count, [])
+    cpu = result.bulk_cpu_s.setdefault(count, [])
     for run in range(repeat):
         bench.progress(f"{result.name}: {count} at once, run {run + 1}/{repeat}")
+        pids = {**bench.pids(), "ip": bench.writer.proc.pid}
+        before = cpu_seconds(pids)
         t0 = time.monotonic()
         bench.writer.add(prefixes)
         samples.append(bench.record.wait(has_all(want), BULK_TIMEOUT) - t0)
+        after = cpu_seconds(pids)
+        cpu.append({k: round(after[k] - before[k], 3) for k in after.keys() & before.keys()})
         if run == 0 and rss is not None:
             result.daemon_rss_mb = rss()
         if run == 0 and restart_bgpd is not None:
@@ -613,6 +623,32 @@ def process_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each process (those still there)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def frr_pids(workdir: Path, daemons: Iterable[str]) -> dict[str, int]:
+    """FRR daemons' pids from their pidfiles (read each time: a restart changes them)."""
+    out = {}
+    for daemon in daemons:
+        with contextlib.suppress(OSError, ValueError):
+            out[daemon] = int((workdir / "vty" / f"{daemon}.pid").read_text().strip())
+    return out
+
+
+def with_daemon(frr: Callable[[], dict[str, int]], pid: int) -> dict[str, int]:
+    return {**frr(), "frrctl": pid}
+
+
 def kill_pidfile(pidfile: Path) -> None:
     pid = int(pidfile.read_text().strip())
     os.kill(pid, signal.SIGKILL)
@@ -664,6 +700,13 @@ def nlri_per_change(summary: dict[str, Any], count: str) -> str:
     return f"{sum(changes) / len(changes):.1f} (max {max(changes)})"
 
 
+def cpu_cell(summary: dict[str, Any], count: str) -> str:
+    runs = summary["bulk_cpu_s"].get(count) or []
+    names = sorted({name for run in runs for name in run})
+    medians = {n: statistics.median(r[n] for r in runs if n in r) for n in names}
+    return " ".join(f"{n}={v:.2f}" for n, v in medians.items()) or "-"
+
+
 def format_table(results: list[PhaseResult]) -> str:
     """One row per figure, one column per phase: the value and its ratio to native."""
     summaries = [r.summary() for r in results]
@@ -694,6 +737,8 @@ def format_table(results: list[PhaseResult]) -> str:
     rows.append(
         ("daemon RSS MB after largest set", *[str(s["daemon_rss_mb"] or "-") for s in summaries])
     )
+    for k in native["bulk_cpu_s"]:
+        rows.append((f"CPU s per {k} run (median)", *[cpu_cell(s, k) for s in summaries]))
     rows.append(("bgpd restart, all back s", *[str(s["recovery_s"] or "-") for s in summaries]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
@@ -792,7 +837,13 @@ def run_bench(
     try:
         record = PeerRecord(lab.record)
         record.wait(lambda held: not held, 30)  # a fresh peer holds nothing
-        bench = Bench(record, writer, progress)
+
+        def frr() -> dict[str, int]:
+            up = frr_pids(lab.nsdir("upstream"), ("bgpd",))
+            return {**frr_pids(lab.nsdir(BENCH_HOST), ("bgpd", "zebra")),
+                    **{f"upstream-{k}": v for k, v in up.items()}}  # fmt: skip
+
+        bench = Bench(record, writer, progress, pids=frr)
         ospf_bench = Bench(record, ospf_writer, progress)
 
         def restart() -> None:
@@ -822,11 +873,13 @@ def run_bench(
                 result.errors.append(f"switch to {driver}: {exc}")
             else:
                 bench.broken = record.broken = daemon_broken(daemon)
+                bench.pids = functools.partial(with_daemon, frr, daemon.pid)
                 try:
                     rss = functools.partial(process_rss_mb, daemon.pid)
                     result = phase(result.name, index * 1000, rss)
                 finally:
                     bench.broken = record.broken = lambda: None
+                    bench.pids = frr
                     stop_and_keep_log(daemon, state_dir / f"daemon-{driver}-{BENCH_HOST}.log")
             if ospf and not settings:  # a variant's settings are BGP ones: same OSPF figures
                 progress(f"frrctl daemon, {driver} driver, OSPF host")
