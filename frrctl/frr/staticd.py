@@ -347,6 +347,13 @@ class OspfRepairs(AnnounceDriver):
     def withdraw_redistributed(self, prefixes: list[IPNetwork]) -> bool:
         if self._redist is None or self._redist.ospf6d is None or not prefixes:
             return False
+        bgp = self.check_table()  # None without bgpd
+        if bgp is not None:
+            # a registered bgpd sees the add too: only where it still announces
+            # the prefix (no new NLRI), never one it has withdrawn already
+            prefixes = [p for p in prefixes if p in set(bgp.stale)]
+            if not prefixes:
+                return False
         self._redist.withdraw(self, prefixes)
         return True
 

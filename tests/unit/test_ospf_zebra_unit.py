@@ -21,7 +21,7 @@ from frrctl.daemon.checks import (
     RedistRepair,
 )
 from frrctl.frr import registry
-from frrctl.frr.base import AnnounceDriver, Redistributed
+from frrctl.frr.base import AnnounceDriver, Redistributed, TableCheck
 from frrctl.frr.staticd import (
     StaticdDriver,
     StaticdVtyDriver,
@@ -230,3 +230,31 @@ def test_registry_gives_ospfd_hosts_the_ospfd_check(tmp_path: Path) -> None:
     assert not vty.withdraw_redistributed([V4B])
     plain = registry.make_announcer("grpc", spec)
     assert isinstance(plain, StaticdDriver) and plain.redistribution({}) is None
+
+
+def test_withdraw_on_a_bgp_host_only_what_bgpd_still_announces(tmp_path: Path) -> None:
+    """The add of the add-and-delete reaches a registered bgpd too: a prefix
+    bgpd has withdrawn already must not pass (a new NLRI for a moment)."""
+
+    class Redist:
+        ospf6d = object()
+
+        def __init__(self) -> None:
+            self.withdrawn: list[list[IPNetwork]] = []
+
+        def withdraw(self, driver: AnnounceDriver, prefixes: list[IPNetwork]) -> None:
+            self.withdrawn.append(list(prefixes))
+
+    class Host(StaticdVtyDriver):
+        def check_table(self) -> TableCheck | None:
+            return TableCheck(missing=[], stale=[V6B]) if self.bgp else None
+
+    for bgp, want in ((True, [[V6B]]), (False, [[V6, V6B]])):
+        drv = Host(tmp_path, bgp=bgp, ospf6=True)
+        fake = Redist()
+        drv._redist = fake  # type: ignore[assignment]
+        assert drv.withdraw_redistributed([V6, V6B])
+        assert fake.withdrawn == want
+    drv = Host(tmp_path, bgp=True, ospf6=True)
+    drv._redist = Redist()  # type: ignore[assignment]
+    assert not drv.withdraw_redistributed([V6])  # bgpd withdrew it: nothing to do
