@@ -1,4 +1,4 @@
-"""An OSPFv2 + OSPFv3 host (staticd over its vty, `frrctl daemon`) and a real
+"""An OSPFv2 + OSPFv3 host (staticd, either driver; `frrctl daemon`) and a real
 upstream (Debian's ospfd/ospf6d, NSSA), zebra killed and restarted while the
 daemon runs.
 
@@ -25,7 +25,13 @@ from typing import Any
 
 import pytest
 import yaml
-from frr.conftest import needs_frr, unique  # tests/ is on sys.path (rootdir-relative packages)
+from frr.conftest import (  # tests/ is on sys.path (rootdir-relative packages)
+    GRPC_PORT,
+    grpc_install,
+    grpc_skip_reason,
+    needs_frr,
+    unique,
+)
 from frr.test_staticd_ospf import INVENTORY, UPSTREAM, load, lsa_prefixes, wait_full
 
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox
@@ -45,12 +51,24 @@ LATE = "2001:db8:100::38/128"
 REPAIR_BOUND = 40.0  # zclient reconnect 10 s + a nudge cycle 8 s + settle 6 s + rounds
 
 
-def inventory() -> dict[str, Any]:
+def inventory(driver: str) -> dict[str, Any]:
     data = copy.deepcopy(INVENTORY)
     host = data["hosts"][0]
     host["hostname"] = "hv1"
-    host["controller"] = {"driver": "vtysh"}
+    host["controller"] = {"driver": driver}
+    if driver == "grpc":
+        host["controller"]["grpc-port"] = GRPC_PORT
     return data
+
+
+DRIVERS = [
+    pytest.param("vtysh", id="vtysh"),  # staticd over its vty (Debian's FRR)
+    pytest.param(
+        "grpc",
+        id="grpc",
+        marks=pytest.mark.skipif(bool(grpc_skip_reason()), reason=grpc_skip_reason() or ""),
+    ),
+]
 
 
 class Lsdb:
@@ -129,10 +147,13 @@ class Fabric:
         return time.monotonic() - started
 
 
-@pytest.fixture
-def fabric() -> Iterator[Fabric]:
+@pytest.fixture(params=DRIVERS)
+def fabric(request: pytest.FixtureRequest) -> Iterator[Fabric]:
+    driver = request.param
     tag = unique("oz")
-    host = FrrSandbox(f"{tag}h", FrrInstall.debian())
+    install = grpc_install() if driver == "grpc" else FrrInstall.debian()
+    assert install is not None
+    host = FrrSandbox(f"{tag}h", install)
     upstream: FrrSandbox | None = None
     fab: Fabric | None = None
     try:
@@ -152,13 +173,14 @@ def fabric() -> Iterator[Fabric]:
             ["link", "set", "cloudbr0", "up"],
         ):
             host.ns_exec(["ip", *cmd])
-        data = inventory()
+        data = inventory(driver)
         fleet = parse_inventory(data)
         conf = render_host(fleet, fleet.hosts[0])["frr.conf"]
         (host.workdir / "fleet.yaml").write_text(yaml.safe_dump(data))
         for box in (host, upstream):
             box.start("zebra", "hostname hv1\n")
-        host.start("staticd", "hostname hv1\n")
+        grpc = ("-M", f"grpc:{GRPC_PORT}") if driver == "grpc" else ()
+        host.start("staticd", "hostname hv1\n", grpc)
         for box in (host, upstream):
             for daemon in ("ospfd", "ospf6d"):
                 box.start(daemon, "hostname hv1\n")
