@@ -7,8 +7,9 @@ Every refusal (hold, drain, the maximum, require-neighbor, a kernel route at
 a metric a static route cannot outrank) is a route that is not in staticd, so
 it never reaches an LSDB, not even for a moment, also across an ospfd/ospf6d
 restart: both LSDBs are sampled back to back throughout. New routes are
-originated at once (no 5 s wait in ospf6d). The grpc cases need the gRPC
-build (FRRCTL_FRR_GRPC).
+originated at once (no 5 s wait in ospf6d). A zebra restart is
+tests/daemon/test_daemon_ospf_zebra.py's. The grpc cases need the gRPC build
+(FRRCTL_FRR_GRPC).
 """
 
 from __future__ import annotations
@@ -184,33 +185,3 @@ def test_ospf_daemons_restart_announce_nothing_refused(make_host: MakeHost) -> N
         sampler.stop()
     assert sampler.seen == GOOD, sampler.seen
     assert host.daemon is not None and host.daemon.alive()
-
-
-def test_ospf6_after_a_zebra_restart_redistributes_or_is_alerted(make_host: MakeHost) -> None:
-    """FRR 8.4: after a zebra restart ospf6d may no longer redistribute a route
-    added since (found by `frrctl lab chaos`). Either the daemon repairs it, or
-    it alerts (status unhealthy) and an ospf6d restart cures it."""
-    host = make_host()
-    daemon = host.start_daemon()
-    host.route("add", "2001:db8:100::30/128")
-    host.wait(lambda got: got == {"2001:db8:100::30/128"})
-    host.restart("zebra")
-    host.route("add", "2001:db8:100::31/128")
-    both = {"2001:db8:100::30/128", "2001:db8:100::31/128"}
-    deadline = time.monotonic() + 30
-    while not both <= host.lsas():
-        if "ospf6d does not redistribute" in daemon.log.read_text():
-            status = host.status()
-            assert "2001:db8:100::31/128" in status["ospf6_not_redistributed"]
-            assert status["healthy"] is False
-            print(f"{host.driver}: alerted; restarting ospf6d")
-            host.restart("ospf6d")
-            host.wait(lambda got: both <= got, timeout=40)
-            deadline = time.monotonic() + 30  # the next check clears the alert
-            while host.status()["ospf6_not_redistributed"]:
-                assert time.monotonic() < deadline, "alert never cleared"
-                time.sleep(0.5)
-            return
-        assert time.monotonic() < deadline, f"neither announced nor alerted: {host.lsas()}"
-        time.sleep(0.2)
-    print(f"{host.driver}: announced after the zebra restart without an alert")
