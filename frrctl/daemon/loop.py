@@ -35,6 +35,7 @@ from typing import Any
 
 from frrctl.daemon import bgpvty
 from frrctl.daemon.control import ControlServer
+from frrctl.daemon.memory import malloc_trim, trim_due
 from frrctl.daemon.monitor import FrrMonitor, monitored
 from frrctl.daemon.reconciler import Reconciler
 from frrctl.daemon.repairs import BgpRepairs
@@ -111,6 +112,8 @@ class Daemon:
         )
         self._stop = False
         self._next_probe = 0.0  # when absent FRR daemons are tried again
+        self._changes = 0  # changes applied since malloc_trim last ran
+        self._counted: object = None  # the batch in flight already counted
         self._sel = selectors.DefaultSelector()
         self._watched: dict[str, int] = {}  # name -> registered fd
         # The watcher's socket as registered: by identity, as a resync reopens
@@ -224,11 +227,26 @@ class Daemon:
             if back:
                 log.info("FRR daemon(s) back: %s; reconciling", ", ".join(back))
                 rec.frr_back(back)
+        unverified = rec.unverified_since is not None
         rec.timed(now)
         if rec.liveness_due(now):
             self._check_liveness(now)
+            # the kernel dump it compares with is as large as the view: give it back
+            if trim_due(len(rec.snapshot.routes) if rec.snapshot else 0, burst_over=True):
+                malloc_trim()
         rec.collect(wait=False)  # a batch done while the kernel was read: the next starts now
         rec.maybe_pass(now, bgpd_down=self._holder_down())
+        self._count_batch()
+        if trim_due(self._changes, burst_over=unverified and rec.unverified_since is None):
+            self._changes = 0
+            malloc_trim()
+
+    def _count_batch(self) -> None:
+        """Changes submitted since the last trim (each batch in flight counted once)."""
+        job = self.rec.inflight
+        if job is not None and job is not self._counted:
+            self._counted = job
+            self._changes += len(job.plan.announce) + len(job.plan.withdraw)
 
     def _holder_down(self) -> bool:
         """bgpd or a daemon holding the announcer's routes (staticd) is known gone:

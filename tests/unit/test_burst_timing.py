@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from frrctl.daemon.memory import malloc_trim, trim_due
 from frrctl.daemon.timing import gather_limit, step_timeout
 from frrctl.frr.vty import CMD_SUCCESS, CMD_WARNING_CONFIG_FAILED, VtyClient, read_pause
 
@@ -89,3 +90,14 @@ def test_exchange_answers_in_order_across_pauses(tmp_path: Path) -> None:
     finally:
         client.close()
         server.close()
+
+
+def test_trim_due_once_a_large_burst_is_read_back() -> None:
+    assert trim_due(10_000, burst_over=True)
+    assert not trim_due(10_000, burst_over=False)  # inside the burst: never
+    assert not trim_due(3, burst_over=True)  # a single change: not worth it
+    assert trim_due(1000, burst_over=True, threshold=1000)
+
+
+def test_malloc_trim_runs() -> None:
+    malloc_trim()  # glibc's, or a no-op elsewhere: must not raise
