@@ -127,13 +127,30 @@ class Fabric:
             self.host.ns_exec(["ip", "route", verb, p, "dev", "cloudbr0", "metric",
                                str(STATIC_MIN_METRIC)])  # fmt: skip
 
+    def start(self, daemon: str) -> None:
+        """Start one daemon and apply the rendered frr.conf to it alone, as
+        watchfrr does (frrcommon.sh daemon_start: `vtysh -b -d DAEMON`). The
+        whole file into every daemon would make ospf6d flush its externals
+        after a zebra restart (`ospf6 router-id` again -> ospf6_process_reset)."""
+        box = self.host
+        box.start(daemon, "hostname hv1\n")
+        conf = box.workdir / "frr.conf"
+        conf.write_text(self.conf)
+        cmd = [
+            str(box.install.vtysh),
+            "--vty_socket",
+            str(box.vtydir),
+            "-d",
+            daemon,
+            "-f",
+            str(conf),
+        ]
+        result = box.ns_exec(cmd, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def restart(self, daemon: str) -> None:
-        """SIGKILL and start again; the OSPF daemons get the rendered config
-        (watchfrr and `vtysh -b`), zebra none (frrctl renders no zebra lines)."""
         self.host.kill(daemon)
-        self.host.start(daemon, "hostname hv1\n")
-        if daemon != "zebra":
-            load(self.host, self.conf)
+        self.start(daemon)
 
     def status(self) -> dict[str, Any]:
         return dict(request(self.state_dir, {"cmd": "status", "peers": False}))
@@ -213,7 +230,7 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
         fab.route("del", *GOES)  # the daemon removes their staticd routes meanwhile
         fab.route("add", *NEW)
         time.sleep(1.0)
-        fab.host.start("zebra", "hostname hv1\n")
+        fab.start("zebra")
         # ospf6d's stale prefix is withdrawn (its one withdraw); ospfd's stays
         took = fab.wait(lambda: GOES[1] not in lsdb.read(), REPAIR_BOUND, "ospf6d's stale")
         print(f"ospf6d's stale prefix gone at the upstream {time.monotonic() - restarted:.1f} s "
