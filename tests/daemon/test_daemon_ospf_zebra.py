@@ -34,10 +34,12 @@ from frr.conftest import (  # tests/ is on sys.path (rootdir-relative packages)
 )
 from frr.test_staticd_ospf import INVENTORY, UPSTREAM, load, lsa_prefixes, wait_full
 
+from frrctl.frr.base import RetryPolicy
 from frrctl.frr.sandbox import FrrInstall, FrrSandbox
+from frrctl.frr.staticd import StaticdVtyDriver
 from frrctl.frr.vty import VtyClient
 from frrctl.inventory import parse_inventory
-from frrctl.policy import STATIC_MIN_METRIC
+from frrctl.policy import STATIC_MIN_METRIC, Plan, parse_prefix
 from frrctl.render import render_host
 from frrctl.status import request
 
@@ -288,3 +290,44 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
     fab.wait(lambda: bool(fab.status()["healthy"]), 40, "healthy once cured")
     assert fab.status()["ospf6_not_redistributed"] == []
     lsdb.close()
+
+
+@pytest.mark.parametrize("fabric", ["vtysh"], indirect=True)
+def test_whole_config_into_ospf6d_after_a_zebra_restart_flushes_its_externals(
+    fabric: Fabric,
+) -> None:
+    """Why the lab's chaos excludes kill-zebra@hv3 beyond the lost registration:
+    its restart_in loads the whole frr.conf into every daemon, and `ospf6
+    router-id` entered again runs ospf6_process_reset ->
+    ospf6_asbr_redistribute_reset: every external LSA is flushed, and the
+    re-registration finds the freed bitmap. watchfrr applies the config to
+    the restarted daemon alone (`vtysh -b -d zebra`): no flush (the test above)."""
+    fab = fabric
+    driver = StaticdVtyDriver(fab.host.vtydir, retry=RetryPolicy(deadline=10), ospf6=True)
+    lsdb = Lsdb(fab.upstream)
+    try:
+        fab.route("add", *STAY)
+        driver.apply(Plan(announce=tuple((parse_prefix(p), False) for p in STAY)))
+        fab.wait(lambda: set(STAY) <= lsdb.read(), 20, "announced")
+        sampler = Sampler(fab.upstream)
+        sampler.start()
+        try:
+            load(fab.host, fab.conf)  # without a zebra restart: the reset re-registers
+            time.sleep(3.0)
+        finally:
+            sampler.stop()
+        print(f"whole config, no zebra restart: {STAY[1]} missing in {sampler.gaps(STAY[1])} "
+              f"of {len(sampler.samples)} upstream samples")  # fmt: skip
+        assert STAY[1] in lsdb.read()
+        fab.restart("zebra")
+        time.sleep(12.0)  # ospf6d's zclient is back
+        assert STAY[1] in lsdb.read()  # zebra alone: ospf6d keeps what it had
+        load(fab.host, fab.conf)
+        took = fab.wait(lambda: STAY[1] not in lsdb.read(), 15, "the flush")
+        print(f"whole config after a zebra restart: {STAY[1]} flushed at the upstream, "
+              f"{took:.2f} s after the reload returned")  # fmt: skip
+        time.sleep(7.0)  # the re-registration (and any route-map timer) has run
+        assert STAY[1] not in lsdb.read() and STAY[0] in lsdb.read()
+    finally:
+        lsdb.close()
+        driver.close()
