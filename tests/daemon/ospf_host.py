@@ -79,6 +79,13 @@ class OspfHost:
         assert install is not None
         self.driver = driver
         self.sandbox = FrrSandbox(f"fg4-{secrets.token_hex(3)}-so", install)
+        try:
+            self._setup(driver, controller)
+        except BaseException:
+            self.sandbox.close()  # the caller never gets an object to close
+            raise
+
+    def _setup(self, driver: str, controller: dict[str, object]) -> None:
         self.inventory = self.sandbox.workdir / "fleet.yaml"
         self.state_dir = self.sandbox.workdir / "state"
         self.daemon: DaemonProc | None = None
