@@ -76,7 +76,7 @@ class PolicyConfig:
     max_prefixes: int = 10_000
     held: frozenset[IPNetwork] = frozenset()
     drain: Drain = Drain.NONE
-    # The gRPC driver announces a staticd route (distance 1): it is selected and
+    # A staticd route (distance 1: grpc, and either driver on an OSPF host) is selected and
     # redistributed only over a kernel route whose distance (metric >> 24) is
     # higher, i.e. metric >= STATIC_MIN_METRIC. 0: any metric will do.
     min_metric: int = 0
@@ -189,10 +189,11 @@ def route_refusal(route: KernelRoute, bridge: str, min_metric: int = 0) -> tuple
         return Code.VIA_GATEWAY, f"route goes via gateway {route.gateway}, not directly on {bridge}"
     if route.metric < min_metric:
         return Code.KERNEL_METRIC, (
-            f"kernel route metric {route.metric} outranks the static route the gRPC driver "
-            f"announces (zebra distance {route.metric >> 24} < 2): add it with metric "
-            f"{min_metric} (`ip route replace {route.prefix} dev {bridge} metric {min_metric}`), "
-            "or plug it with `frrctl instance plug`"
+            f"kernel route metric {route.metric} outranks the static route frrctl "
+            f"announces (zebra distance {route.metric >> 24} < 2): put it at metric "
+            f"{min_metric} (`ip route del {route.prefix} dev {bridge}; ip route add "
+            f"{route.prefix} dev {bridge} metric {min_metric}`: `replace` would add a second "
+            "route), or plug it with `frrctl instance plug`"
         )
     return None
 

@@ -94,7 +94,7 @@ def switch_to_controller(
     host = fleet.host(hostname)
     if driver == "grpc":  # its routes live in staticd, which needs the gRPC module
         restart_daemon(lab, hostname, "staticd")
-    # what they redistribute changed (grpc: static; else kernel, and the OSPF gate)
+    # what they redistribute changed (staticd hosts: static routes; else kernel)
     for daemon, runs in (("bgpd", host.runs_bgp), ("ospfd", host.runs_ospf),
                          ("ospf6d", host.runs_ospf6)):  # fmt: skip
         if runs:

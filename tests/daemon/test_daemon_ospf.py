@@ -88,11 +88,13 @@ def test_hold_and_refused_metric_never_reach_the_lsdb(make_host: MakeHost) -> No
     status = host.status()
     items = {p["prefix"]: p for p in status["prefixes"]}
     assert items["192.0.2.34/32"]["verdict"] == "kernel-metric"
-    assert f"metric {STATIC_MIN_METRIC}" in items["192.0.2.34/32"]["reason"]
+    fix = f"ip route add 192.0.2.34/32 dev cloudbr0 metric {STATIC_MIN_METRIC}"
+    assert "ip route del 192.0.2.34/32 dev cloudbr0" in items["192.0.2.34/32"]["reason"]
+    assert fix in items["192.0.2.34/32"]["reason"]
     assert {items[p]["verdict"] for p in HELD} == {"held"}
     assert "ospf_admission" not in status and "ospf_blocked" not in status
-    # the fix: the route at the plug metric instead (`ip route replace` with another
-    # metric would add a second route and leave the one at metric 0 outranking it)
+    # the fix the reason names (`ip route replace` with another metric would add a
+    # second route and leave the one at metric 0 outranking it)
     host.route("del", "192.0.2.34/32", metric=0)
     host.route("add", "192.0.2.34/32")
     host.wait(lambda got: got == GOOD | {"192.0.2.34/32"})
