@@ -624,9 +624,11 @@ def process_rss_mb(pid: int) -> float | None:
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds of each process (those still there)."""
+    """User + system CPU seconds of each process (those still there), and the
+    machine's: `all` busy on every core (other engineers' tests included) and
+    `steal` (taken by the hypervisor): how noisy a run was."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {}
+    out = machine_seconds(tick)
     for name, pid in pids.items():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -634,6 +636,17 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             continue
         out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return out
+
+
+def machine_seconds(tick: int) -> dict[str, float]:
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return {}
+    # cpu user nice system idle iowait irq softirq steal ...
+    values = [int(v) for v in first[1:9]]
+    busy = sum(values) - values[3] - values[4]
+    return {"all": busy / tick, "steal": values[7] / tick}
 
 
 def frr_pids(workdir: Path, daemons: Iterable[str]) -> dict[str, int]:
