@@ -187,8 +187,9 @@ class DaemonStatus:
     # established BGP neighbours with BFD configured that bfdd has no session for
     bfd_sessions_lost: list[str]
     bfd_repairs: int
-    # announced IPv6 prefixes ospf6d lost after a zebra restart (restart ospf6d)
-    ospf6_not_redistributed: list[str]
+    # announced prefixes ospfd/ospf6d do not redistribute (or still do, though
+    # withdrawn) since a zebra restart: FRR 8.4.4 cures it only by restarting them
+    ospf_not_redistributed: list[str]
     healthy: bool
     alerts: list[str]
     last_error: str | None
@@ -231,6 +232,8 @@ def format_status(status: DaemonStatus) -> str:
         f"{_seconds(status.last_batch_seconds)}  netlink resyncs "
         f"{status.netlink_generation}",
     ]
+    if not status.healthy:
+        lines.append("UNHEALTHY: " + "; ".join(unhealthy_reasons(status)))
     if not status.kernel_view_ok:
         lines.append(
             f"UNHEALTHY: the kernel's routes differed from the daemon's view "
@@ -258,6 +261,32 @@ def format_status(status: DaemonStatus) -> str:
             "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
         )
     return "\n".join(lines)
+
+
+def unhealthy_reasons(status: DaemonStatus) -> list[str]:
+    """Why the daemon is not healthy, one short phrase each (the text view's
+    summary line; the details follow on their own lines)."""
+    reasons = []
+    if not status.frr_up:
+        reasons.append("FRR is down")
+    if status.frr_daemons_down:
+        reasons.append("FRR daemons down: " + ", ".join(status.frr_daemons_down))
+    if not status.frr_state_verified:
+        reasons.append("FRR's state not verified against the policy")
+    if not status.kernel_view_ok:
+        reasons.append("kernel view differed")
+    if status.kernel_defaults_missing:
+        reasons.append("default routes missing")
+    if status.bfd_sessions_lost:
+        reasons.append("BFD sessions lost: " + ", ".join(status.bfd_sessions_lost))
+    if status.ospf_not_redistributed:
+        reasons.append(
+            f"{len(status.ospf_not_redistributed)} prefix(es) wrong in OSPF since a zebra "
+            "restart (restart ospfd/ospf6d)"
+        )
+    if status.last_error:
+        reasons.append("last pass failed")
+    return reasons or ["see --json"]
 
 
 def _seconds(value: float | None) -> str:

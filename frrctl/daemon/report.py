@@ -79,7 +79,7 @@ def build_status(
         defaults_reinstalls=rec.defaults.reinstalls,
         bfd_sessions_lost=sorted(rec.bfd.lost),
         bfd_repairs=rec.bfd.repairs,
-        ospf6_not_redistributed=_sorted(rec.ospf6.confirmed),
+        ospf_not_redistributed=_sorted(rec.ospf6.confirmed),
         healthy=bool(healthy),
         alerts=list(rec.decision.alerts) if rec.decision else [],
         last_error=rec.last_error,

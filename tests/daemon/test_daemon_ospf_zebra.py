@@ -238,7 +238,7 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
         print(f"ospf6d's stale prefix gone at the upstream {time.monotonic() - restarted:.1f} s "
               f"after the zebra restart ({took:.1f} s of waiting)")  # fmt: skip
         fab.wait(
-            lambda: {*NEW, GOES[0]} <= set(fab.status()["ospf6_not_redistributed"]),
+            lambda: {*NEW, GOES[0]} <= set(fab.status()["ospf_not_redistributed"]),
             REPAIR_BOUND,
             "status names what no repair cures",
         )
@@ -247,7 +247,7 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
         sampler.stop()
     status = fab.status()
     assert not status["healthy"]
-    assert set(status["ospf6_not_redistributed"]) == {*NEW, GOES[0]}
+    assert set(status["ospf_not_redistributed"]) == {*NEW, GOES[0]}
     log = daemon.log.read_text()
     assert "nudging it to register with zebra again" in log
     assert "withdrawing them through zebra" in log
@@ -268,7 +268,7 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
     time.sleep(max(0.0, restarted + 42 - time.monotonic()))
     fab.route("add", LATE)
     took = fab.wait(
-        lambda: LATE in fab.status()["ospf6_not_redistributed"], 30, "a later prefix, checked"
+        lambda: LATE in fab.status()["ospf_not_redistributed"], 30, "a later prefix, checked"
     )
     print(f"a prefix plugged after the repair window: in status after {took:.1f} s")
     assert LATE not in lsdb.read()
@@ -288,7 +288,7 @@ def test_zebra_restart_ospf_repair_and_alerts(fabric: Fabric) -> None:
         raise
     print(f"upstream LSDB right {cured:.1f} s after restarting ospfd and ospf6d")
     fab.wait(lambda: bool(fab.status()["healthy"]), 40, "healthy once cured")
-    assert fab.status()["ospf6_not_redistributed"] == []
+    assert fab.status()["ospf_not_redistributed"] == []
     lsdb.close()
 
 

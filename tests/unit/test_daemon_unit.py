@@ -38,7 +38,7 @@ STATUS_KEYS = [
     "host", "driver", "bridge", "frr_up", "frr_daemons_down", "drain", "held", "max_prefixes",
     "require_neighbor", "announced_count", "frr_state_verified", "kernel_view_ok",
     "kernel_view_mismatches", "kernel_defaults_missing", "defaults_reinstalls",
-    "bfd_sessions_lost", "bfd_repairs", "ospf6_not_redistributed", "healthy", "alerts",
+    "bfd_sessions_lost", "bfd_repairs", "ospf_not_redistributed", "healthy", "alerts",
     "last_error", "last_batch", "last_batch_seconds", "netlink_generation", "bridge_up",
     "prefixes",
 ]  # fmt: skip
@@ -645,7 +645,7 @@ def test_ospf_only_host_refuses_by_announcing_nothing_and_alerts_lost_redistribu
     clock.now += 6
     r.check_ospf6()
     assert r.ospf6.confirmed == {P("2001:db8:100::80/128")}
-    assert status_of(r).ospf6_not_redistributed == ["2001:db8:100::80/128"]
+    assert status_of(r).ospf_not_redistributed == ["2001:db8:100::80/128"]
     assert not status_of(r).healthy
     announcer.redistributing = {P("2001:db8:100::80/128")}  # ospf6d restarted: cured
     r.check_ospf6()
@@ -818,3 +818,31 @@ def test_frrctl_status_json_prints_the_daemons_reply_unchanged(
             assert "host hv1  driver vtysh  FRR up" in out and "192.0.2.30/32" in out
     daemon.control.close()
     assert not (daemon.settings.state_dir / "control.sock").exists()
+
+
+def test_text_status_names_every_reason_it_is_unhealthy(daemon: Daemon) -> None:
+    """A daemon that is not healthy never looks healthy in the text view either."""
+    daemon.rec.reconcile()
+    status = dataclasses.replace(  # the fixture's FRR is a fake: make it all well
+        daemon.status(peers=False),
+        healthy=True,
+        frr_up=True,
+        frr_daemons_down=[],
+        frr_state_verified=True,
+        kernel_view_ok=True,
+        kernel_defaults_missing=[],
+        last_error=None,
+    )
+    assert "UNHEALTHY" not in format_status(status)
+    sick = dataclasses.replace(
+        status,
+        healthy=False,
+        frr_daemons_down=["staticd"],
+        bfd_sessions_lost=["198.18.0.3"],
+        ospf_not_redistributed=["2001:db8:100::30/128"],
+    )
+    (line,) = [x for x in format_status(sick).splitlines() if x.startswith("UNHEALTHY:")]
+    assert "FRR daemons down: staticd" in line and "BFD sessions lost: 198.18.0.3" in line
+    assert "1 prefix(es) wrong in OSPF" in line
+    bare = dataclasses.replace(status, healthy=False)  # unhealthy for a reason not listed
+    assert "UNHEALTHY: see --json" in format_status(bare)
