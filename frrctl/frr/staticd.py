@@ -323,12 +323,7 @@ class OspfRedistribution:
         """Pass each stale prefix through zebra once more: the staticd route again,
         until zebra selected it, then its deletion, which zebra redistributes to
         the registered ospf6d as a delete: the prefix's one withdraw (MaxAge)."""
-        stale = sorted(set(prefixes), key=prefix_key)
-        driver.apply(Plan(announce=tuple((p, False) for p in stale)))
-        try:
-            wait_selected(self.zebra, self.retry, stale, timeout=1.0)
-        finally:
-            driver.apply(Plan(withdraw=tuple(stale)))
+        pass_through_zebra(driver, self.zebra, self.retry, prefixes)
 
 
 class OspfRepairs(AnnounceDriver):
@@ -336,7 +331,13 @@ class OspfRepairs(AnnounceDriver):
     OSPF): see OspfRedistribution."""
 
     _redist: OspfRedistribution | None = None
+    _ospf6d: VtyClient | None = None
     layout: StaticLayout
+    retry: RetryPolicy
+
+    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
+        """Desired IPv6 prefixes ospf6d does not redistribute; None without ospf6d."""
+        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
 
     def redistribution(self, desired: Mapping[IPNetwork, bool]) -> list[Redistributed] | None:
         return None if self._redist is None else self._redist.check(desired)
@@ -356,6 +357,90 @@ class OspfRepairs(AnnounceDriver):
                 return False
         self._redist.withdraw(self, prefixes)
         return True
+
+
+class StaticdRepairs(OspfRepairs):
+    """What both staticd drivers repair after a zebra restart, whatever their
+    transport to staticd (only `read` and `apply` differ): bgpd's
+    redistribution (`_bgpd`, `_zebra`; None without bgpd) and the OSPF daemons'
+    (OspfRepairs). `open_repair_clients` sets the vty clients up."""
+
+    _bgpd: VtyClient | None = None
+    _zebra: VtyClient | None = None
+
+    def open_repair_clients(self, vty_dir: Path | None, bgp: bool, ospf: bool, ospf6: bool) -> None:
+        if vty_dir is None:
+            return
+        if bgp:
+            self._bgpd = VtyClient(vty_dir / "bgpd.vty")
+            self._zebra = VtyClient(vty_dir / "zebra.vty")
+        if ospf6:
+            self._ospf6d = VtyClient(vty_dir / "ospf6d.vty")
+        if ospf or ospf6:
+            self._redist = OspfRedistribution(vty_dir, self.retry, ospf, ospf6)
+
+    def close_repair_clients(self) -> None:
+        for client in (self._bgpd, self._ospf6d, self._zebra):
+            if client is not None:
+                client.close()
+        if self._redist is not None:
+            self._redist.close()
+
+    def check_table(self) -> TableCheck | None:
+        """bgpd's table against staticd's routes (after a zebra restart):
+        missing = announced by staticd, not valid in bgpd; stale = originated
+        by bgpd, no longer a staticd route. None without bgpd."""
+        return table_check(self._bgpd, self.retry, self.read)
+
+    def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Make bgpd fetch the static routes from zebra again: after a zebra
+        restart FRR 8.4's bgpd reconnects registered for no redistribution
+        (register_commands), so zebra sends it neither new routes nor deletes."""
+        versions = sorted({p.version for p in prefixes})
+        if self._bgpd is None or not versions:
+            return
+        bgpd = self._bgpd
+        replies = self.retry.call(
+            "bgpd", lambda: bgpd.run(register_commands(self.layout, versions))
+        )
+        bad = register_failures(replies)
+        if bad:
+            detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad)
+            raise DriverError(f"bgpd refused the redistribution refresh: {detail}")
+
+    def reregister(self, prefixes: Iterable[IPNetwork]) -> None:
+        """refresh(): zebra dedups a registration it has (zebra_redistribute_add
+        sends its table only to a new one), so each further round costs bgpd
+        one vty exchange and nothing more."""
+        self.refresh(prefixes)
+
+    def withdraw_stale(self, prefixes: Iterable[IPNetwork]) -> bool:
+        """Withdraw routes bgpd still holds from before a zebra restart (their
+        staticd route went while bgpd was not registered with the new zebra,
+        which never had them): register bgpd again, then pass them through
+        zebra once more (pass_through_zebra). Only these prefixes are touched;
+        bgpd already announces them, so the add sends no new NLRI, and the
+        delete is their one withdraw."""
+        stale = sorted(set(prefixes), key=prefix_key)
+        if self._bgpd is None or self._zebra is None or not stale:
+            return False
+        self.refresh(stale)
+        pass_through_zebra(self, self._zebra, self.retry, stale)
+        return True
+
+
+def pass_through_zebra(
+    driver: AnnounceDriver, zebra: VtyClient, retry: RetryPolicy, prefixes: Iterable[IPNetwork]
+) -> None:
+    """Make zebra tell its registered clients that stale prefixes are gone: the
+    staticd route again (through the driver's own transport), until zebra
+    selected it, then its deletion, which zebra redistributes as a delete."""
+    stale = sorted(set(prefixes), key=prefix_key)
+    driver.apply(Plan(announce=tuple((p, False) for p in stale)))
+    try:
+        wait_selected(zebra, retry, stale, timeout=1.0)
+    finally:
+        driver.apply(Plan(withdraw=tuple(stale)))
 
 
 def wait_selected(
@@ -390,16 +475,6 @@ def zebra_selected(reply: str, prefix: IPNetwork) -> bool:
     )
 
 
-def stale_edits(layout: StaticLayout, stale: Iterable[IPNetwork]) -> tuple[StaticEdit, StaticEdit]:
-    """The two commits that make zebra tell bgpd a stale route is gone: the
-    route again (bgpd already announces it: no new NLRI), then its deletion,
-    which zebra redistributes as a delete now that bgpd is registered."""
-    prefixes = sorted(set(stale), key=prefix_key)
-    add = build_edit(layout, Plan(announce=tuple((p, False) for p in prefixes)))
-    delete = build_edit(layout, Plan(withdraw=tuple(prefixes)))
-    return add, delete
-
-
 def table_check(
     bgpd: VtyClient | None,
     retry: RetryPolicy,
@@ -421,11 +496,11 @@ def rpc_error(what: str, exc: grpc.RpcError) -> DriverError:
 
 
 @dataclass
-class StaticdDriver(OspfRepairs):
+class StaticdDriver(StaticdRepairs):
     """Announce as staticd routes over staticd's northbound gRPC at `address`
     (`127.0.0.1:PORT`, or `unix:/path` from a NetnsPortForwarder), for bgpd,
-    ospfd and ospf6d alike. `vty_dir` (bgpd's vty socket, with `bgp`) serves
-    only `check_table()` and `refresh()`."""
+    ospfd and ospf6d alike. `vty_dir` (the vty sockets) serves only the
+    repairs after a zebra restart (StaticdRepairs)."""
 
     address: str
     layout: StaticLayout = field(default_factory=StaticLayout)
@@ -446,17 +521,9 @@ class StaticdDriver(OspfRepairs):
 
     def __post_init__(self) -> None:
         self._pb, self._pb_grpc = _proto.load()
-        with_bgpd = self.vty_dir is not None and self.bgp
-        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if with_bgpd and self.vty_dir else None
-        with_ospf6 = self.vty_dir is not None and self.ospf6
-        self._ospf6d = (
-            VtyClient(self.vty_dir / "ospf6d.vty") if with_ospf6 and self.vty_dir else None
-        )
-        self._zebra = VtyClient(self.vty_dir / "zebra.vty") if with_bgpd and self.vty_dir else None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
-        if self.vty_dir is not None and (self.ospf or self.ospf6):
-            self._redist = OspfRedistribution(self.vty_dir, self.retry, self.ospf, self.ospf6)
+        self.open_repair_clients(self.vty_dir, self.bgp, self.ospf, self.ospf6)
 
     def _northbound(self) -> Any:
         if self._stub is None:
@@ -465,11 +532,7 @@ class StaticdDriver(OspfRepairs):
         return self._stub
 
     def close(self) -> None:
-        for client in (self._bgpd, self._ospf6d, self._zebra):
-            if client is not None:
-                client.close()
-        if self._redist is not None:
-            self._redist.close()
+        self.close_repair_clients()
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = None
@@ -497,75 +560,6 @@ class StaticdDriver(OspfRepairs):
         edit = build_edit(self.layout, plan)
         if edit:
             self.retry.call("grpc commit", lambda: self.commit(edit, plan.summary()))
-
-    def check_table(self) -> TableCheck | None:
-        """bgpd's table against staticd's routes (after a zebra restart):
-        missing = announced by staticd, not valid in bgpd; stale = originated
-        by bgpd, no longer a staticd route. None without bgpd."""
-        return table_check(self._bgpd, self.retry, self.read)
-
-    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
-        """Desired IPv6 prefixes ospf6d does not redistribute; None without ospf6d."""
-        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
-
-    def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
-        """Make bgpd fetch the static routes from zebra again: after a zebra
-        restart FRR 8.4's bgpd reconnects registered for no redistribution
-        (register_commands), so zebra sends it neither new routes nor deletes."""
-        versions = sorted({p.version for p in prefixes})
-        if self._bgpd is None or not versions:
-            return
-        bgpd = self._bgpd
-        replies = self.retry.call(
-            "bgpd", lambda: bgpd.run(register_commands(self.layout, versions))
-        )
-        bad = register_failures(replies)
-        if bad:
-            detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad)
-            raise DriverError(f"bgpd refused the redistribution refresh: {detail}")
-
-    def reregister(self, prefixes: Iterable[IPNetwork]) -> None:
-        """refresh(): zebra dedups a registration it has (zebra_redistribute_add
-        sends its table only to a new one), so each further round costs bgpd
-        one vty exchange and nothing more."""
-        self.refresh(prefixes)
-
-    def withdraw_stale(self, prefixes: Iterable[IPNetwork]) -> bool:
-        """Withdraw routes bgpd still holds from before a zebra restart (their
-        staticd route went while bgpd was not registered with the new zebra,
-        which never had them): register bgpd again, give zebra the route
-        (stale_edits), wait until zebra selected it, delete it. Only these
-        prefixes are touched; bgpd already announces them, so the add sends
-        no new NLRI, and the delete is their one withdraw."""
-        stale = sorted(set(prefixes), key=prefix_key)
-        if self._bgpd is None or self._zebra is None or not stale:
-            return False
-        self.refresh(stale)
-        add, delete = stale_edits(self.layout, stale)
-        self.retry.call("grpc commit", lambda: self.commit(add, "frrctl: stale route, again"))
-        try:
-            self._wait_selected(stale, timeout=1.0)
-        finally:
-            self.retry.call("grpc commit", lambda: self.commit(delete, "frrctl: stale route, gone"))
-        return True
-
-    def _wait_selected(self, prefixes: list[IPNetwork], timeout: float) -> bool:
-        """Until zebra has selected a static route for each (else zebra may
-        coalesce the add and the delete and tell bgpd nothing)."""
-        zebra = self._zebra
-        assert zebra is not None
-        deadline = time.monotonic() + timeout
-        left = list(prefixes)
-        while True:
-            left = [p for p in left if not self._selected(zebra, p)]
-            if not left or time.monotonic() > deadline:
-                return not left
-            time.sleep(0.02)
-
-    def _selected(self, zebra: VtyClient, prefix: IPNetwork) -> bool:
-        show = f"show {_KW[prefix.version]} route {prefix} json"
-        (reply,) = self.retry.call("zebra", lambda: zebra.run([show]))
-        return zebra_selected(reply.output, prefix)
 
     def commit(self, edit: StaticEdit, comment: str = "frrctl") -> int | None:
         """One transaction; FRR's transaction id, None for "no changes"."""
@@ -628,7 +622,7 @@ def parse_vty_routes(running_config: str, layout: StaticLayout) -> dict[IPNetwor
 
 
 @dataclass
-class StaticdVtyDriver(OspfRepairs):
+class StaticdVtyDriver(StaticdRepairs):
     """The staticd routes of StaticdDriver, over staticd's vty socket in
     `vty_dir` (any FRR build): one XFRR-batched transaction per batch."""
 
@@ -645,20 +639,11 @@ class StaticdVtyDriver(OspfRepairs):
 
     def __post_init__(self) -> None:
         self._staticd = VtyClient(self.vty_dir / "staticd.vty", timeout=60)
-        self._bgpd = VtyClient(self.vty_dir / "bgpd.vty") if self.bgp else None
-        self._ospf6d = VtyClient(self.vty_dir / "ospf6d.vty") if self.ospf6 else None
-        if self.ospf or self.ospf6:
-            self._redist = OspfRedistribution(self.vty_dir, self.retry, self.ospf, self.ospf6)
+        self.open_repair_clients(self.vty_dir, self.bgp, self.ospf, self.ospf6)
 
     def close(self) -> None:
-        for client in (self._staticd, self._bgpd, self._ospf6d):
-            if client is not None:
-                client.close()
-        if self._redist is not None:
-            self._redist.close()
-
-    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
-        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
+        self._staticd.close()
+        self.close_repair_clients()
 
     def read(self) -> dict[IPNetwork, bool]:
         client = self._staticd
@@ -676,6 +661,3 @@ class StaticdVtyDriver(OspfRepairs):
         if bad:
             detail = "; ".join(f"{r.command!r}: {r.output.strip() or r.status}" for r in bad[:3])
             raise DriverError(f"staticd refused {plan.summary()}: {detail}")
-
-    def check_table(self) -> TableCheck | None:
-        return table_check(self._bgpd, self.retry, self.read)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from frrctl.frr import registry
 from frrctl.frr.staticd import StaticdDriver
 
@@ -60,21 +62,57 @@ def test_zebra_selected_wants_a_selected_static_route() -> None:
     assert not zebra_selected("% Unknown command", p)
 
 
-def test_stale_edits_add_then_delete_exactly_the_stale_routes() -> None:
-    from frrctl.frr.staticd import StaticLayout, stale_edits
-    from frrctl.policy import parse_prefix
+@pytest.mark.parametrize("transport", ["grpc", "vty"])
+def test_withdraw_stale_reregisters_then_re_adds_and_deletes_through_either_transport(
+    transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both staticd drivers share the bgpd repair (StaticdRepairs): exactly the
+    stale prefixes, once each, added then deleted through the driver's own apply."""
+    from frrctl.frr import staticd
+    from frrctl.policy import Plan, parse_prefix
 
-    layout = StaticLayout()
     p4, p6 = parse_prefix("192.0.2.34/32"), parse_prefix("2001:db8:100::84/128")
-    add, delete = stale_edits(layout, [p6, p4, p4])
-    assert add.update == (
-        (layout.nexthop_xpath(p4), ""), (layout.tag_xpath(p4), "0"),
-        (layout.nexthop_xpath(p6), ""), (layout.tag_xpath(p6), "0"),
-    ) and add.delete == ()  # fmt: skip
-    assert delete.update == () and delete.delete == (
-        layout.route_xpath(p4),
-        layout.route_xpath(p6),
+    calls: list[object] = []
+    monkeypatch.setattr(
+        staticd, "wait_selected", lambda zebra, retry, ps, timeout: calls.append(("wait", ps))
     )
+
+    def make(bgp: bool) -> staticd.StaticdRepairs:
+        if transport == "grpc":
+            drv: staticd.StaticdRepairs = StaticdDriver("127.0.0.1:1", vty_dir=tmp_path, bgp=bgp)
+        else:
+            drv = staticd.StaticdVtyDriver(tmp_path, bgp=bgp, ospf=True)
+        monkeypatch.setattr(drv, "apply", lambda plan: calls.append(plan))
+        monkeypatch.setattr(drv, "refresh", lambda ps: calls.append(("refresh", list(ps))))
+        return drv
+
+    assert make(bgp=True).withdraw_stale([p6, p4, p4])
+    assert calls == [
+        ("refresh", [p4, p6]),
+        Plan(announce=((p4, False), (p6, False))),
+        ("wait", [p4, p6]),
+        Plan(withdraw=(p4, p6)),
+    ]
+    calls.clear()
+    assert not make(bgp=False).withdraw_stale([p4]) and not calls  # no bgpd: cannot
+    assert not make(bgp=True).withdraw_stale([]) and not calls
+    assert make(bgp=False).check_table() is None
+
+
+def test_both_staticd_drivers_have_the_same_repairs() -> None:
+    """Every optional capability one staticd driver overrides, the other has too."""
+    from frrctl.frr.base import AnnounceDriver
+    from frrctl.frr.staticd import StaticdVtyDriver
+
+    optional = [n for n in vars(AnnounceDriver) if not n.startswith("_") and n not in
+                ("read", "apply", "close", "compare", "reconcile", "name")]  # fmt: skip
+    for cls in (StaticdDriver, StaticdVtyDriver):
+        over = {n for n in optional if getattr(cls, n) is not getattr(AnnounceDriver, n)}
+        assert over >= {"check_table", "refresh", "reregister", "withdraw_stale",
+                        "redistribution", "register_redistribution", "withdraw_redistributed",
+                        "redistribution_lost", "min_metric", "needs_carrier",
+                        "monitored_daemons"}, cls  # fmt: skip
+        assert "config_loaded" not in over  # staticd has nothing to tell it by
 
 
 def test_repair_withdraws_stale_through_the_announcer_else_alerts() -> None:
