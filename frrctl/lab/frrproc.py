@@ -52,12 +52,15 @@ def start_frr(
     conf: Path,
     sbin: Path = netns.FRR_SBIN,
     modules: dict[str, list[str]] | None = None,
+    only: str | None = None,
 ) -> None:
+    """Start `daemons` and apply `conf`: to every running daemon, as `vtysh -b`
+    at boot, or to `only` (a restarted one)."""
     for daemon in daemons:
         extra = ["-s", "90000000"] if daemon == "zebra" else []
         extra += (modules or {}).get(daemon, [])
         netns.start_frr_daemon(ns, hostname, daemon, workdir, extra, sbin)
-    netns.vtysh_load(ns, workdir / "vty", conf)
+    netns.vtysh_load(ns, workdir / "vty", conf, only)
 
 
 def kill_daemon(vty_dir: Path, daemon: str, timeout: float = 5.0) -> None:
@@ -79,9 +82,12 @@ def restart_in(
     sbin: Path = netns.FRR_SBIN,
 ) -> None:  # fmt: skip
     """Kill one FRR daemon of a namespace, start it again with its modules and
-    reload `conf`, as watchfrr and `vtysh -b` would."""
+    apply `conf` to it alone, as watchfrr does (frrcommon.sh daemon_start:
+    `vtysh -b -d DAEMON`). The whole file into every daemon would enter
+    `ospf6 router-id` again in ospf6d, which resets its redistribution: after
+    a zebra restart FRR 8.4.4's ospf6d then flushes its externals for good."""
     kill_daemon(workdir / "vty", daemon)
-    start_frr(ns, hostname, workdir, [daemon], conf, sbin, daemon_modules(daemons_file))
+    start_frr(ns, hostname, workdir, [daemon], conf, sbin, daemon_modules(daemons_file), daemon)
 
 
 def restart_daemon(lab: Lab, hostname: str, daemon: str) -> None:

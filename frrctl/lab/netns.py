@@ -201,9 +201,11 @@ def vtysh(ns: str, vty: Path, *commands: str, check: bool = True, timeout: float
     return ns_run(ns, cmd, check=check, timeout=timeout).stdout
 
 
-def vtysh_load(ns: str, vty: Path, config: Path) -> None:
-    """Apply a whole frr.conf; vtysh names each line a daemon refused."""
-    result = ns_run(ns, [VTYSH, "--vty_socket", str(vty), "-f", str(config)], check=False)
+def vtysh_load(ns: str, vty: Path, config: Path, daemon: str | None = None) -> None:
+    """Apply a whole frr.conf (to `daemon` alone: `vtysh -d`, as watchfrr after a
+    restart); vtysh names each line a daemon refused."""
+    only = ["-d", daemon] if daemon else []
+    result = ns_run(ns, [VTYSH, "--vty_socket", str(vty), *only, "-f", str(config)], check=False)
     if result.returncode != 0:
         raise LabError(f"{ns}: loading {config} failed:\n{(result.stdout + result.stderr).strip()}")
 
