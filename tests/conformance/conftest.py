@@ -46,15 +46,24 @@ def grpc_install() -> FrrInstall | None:
 
 @dataclass(frozen=True)
 class Backend:
-    """One back end of the suite: a driver on a BGP host or on an OSPFv2 + OSPFv3 host."""
+    """One back end of the suite: a driver on a BGP host, an OSPFv2 + OSPFv3
+    host, or a host running both (where it is checked in bgpd's table)."""
 
     name: str
     driver: str
-    protocol: str  # bgp | ospf (OSPFv2 and OSPFv3)
+    protocol: str  # bgp | ospf (OSPFv2 and OSPFv3) | bgp+ospf
 
     @property
     def grpc(self) -> bool:
         return self.driver == "grpc"
+
+    @property
+    def bgp(self) -> bool:
+        return "bgp" in self.protocol
+
+    @property
+    def ospf(self) -> bool:
+        return "ospf" in self.protocol
 
 
 BACKENDS = [
@@ -62,6 +71,7 @@ BACKENDS = [
     Backend("grpc", "grpc", "bgp"),
     Backend("ospf", "vtysh", "ospf"),  # staticd routes over staticd's vty, redistributed
     Backend("ospf-grpc", "grpc", "ospf"),  # the same routes over gRPC
+    Backend("bgp-ospf", "vtysh", "bgp+ospf"),  # staticd's vty serving bgpd too
 ]
 
 
@@ -85,11 +95,11 @@ def inventory(backend: Backend) -> dict[str, Any]:
         "uplinks": [uplink],
         "controller": {"driver": backend.driver, "grpc-port": GRPC_PORT, "max-prefixes": 100},
     }
-    if backend.protocol == "bgp":
+    if backend.bgp:
         host["asn"] = ASN
         # both families: the renderer gives bgpd an address-family per neighbour family
         uplink["bgp"] = {"neighbors": ["198.18.0.3", "2001:db8:fffe::3"], "remote-as": 64513}
-    else:
+    if backend.ospf:
         uplink["ospf"] = {"area": 1}
         uplink["ospf6"] = {"area": 1}
     return {
@@ -140,7 +150,8 @@ class Host:
                  "metric", str(STATIC_MIN_METRIC))  # fmt: skip
 
     def restart(self, daemon: str) -> None:
-        """Kill one daemon and start it again with the rendered config (watchfrr + vtysh -b)."""
+        """Kill one daemon and start it again with the rendered config applied to
+        it alone (watchfrr + vtysh -b -d DAEMON)."""
         restart_in(self.ns, HOSTNAME, self.workdir, daemon, self.workdir / "frr.conf",
                    self.files["daemons"], self.sbin)  # fmt: skip
 

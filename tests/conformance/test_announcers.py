@@ -12,6 +12,7 @@ databases. Run the gRPC back ends with FRRCTL_FRR_GRPC set.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.lab]
 P = parse_prefix
 V4, V6 = P("192.0.2.30/32"), P("2001:db8:100::30/128")
 SECOND = P("192.0.2.31/32")
+THIRD = P("192.0.2.32/32")  # plugged after a zebra restart
 
 
 def bgp_table(host: Host) -> dict[str, Any]:
@@ -52,17 +54,22 @@ def ospf_lsas(host: Host) -> set[str]:
     return live
 
 
-def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0) -> None:
-    """The protocol announces exactly `want` (of the prefixes this suite uses)."""
-    ours = {str(p) for p in (V4, V6, SECOND)}
-    have = bgp_table if host.backend.protocol == "bgp" else ospf_lsas
+def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0, ospf: bool = True) -> None:
+    """Each protocol the host runs announces exactly `want` (of the prefixes
+    this suite uses); `ospf=False`: bgpd's table only."""
+    ours = {str(p) for p in (V4, V6, SECOND, THIRD)}
+    runs = ((bgp_table, host.backend.bgp), (ospf_lsas, host.backend.ospf and ospf))
+    tables = [table for table, on in runs if on]
     wanted = {str(p) for p in want}
     last: set[str] = set()
 
     def check() -> bool:
         nonlocal last
-        last = set(have(host)) & ours
-        return last == wanted
+        for table in tables:
+            last = set(table(host)) & ours
+            if last != wanted:
+                return False
+        return True
 
     try:
         wait_for(f"{sorted(wanted)} announced", check, timeout)
@@ -71,7 +78,7 @@ def seen(host: Host, want: set[IPNetwork], timeout: float = 15.0) -> None:
 
 
 def bgp_only(host: Host) -> None:
-    if host.backend.protocol != "bgp":
+    if not host.backend.bgp:
         pytest.skip("OSPF has no GRACEFUL_SHUTDOWN community")
 
 
@@ -143,7 +150,7 @@ def test_a_restarted_daemon_is_recovered_by_a_fresh_announcer(host: Host) -> Non
 def test_restarted_ospf_daemons_redistribute_staticd_routes_again(host: Host) -> None:
     """ospfd and ospf6d restart with the rendered config: staticd still holds the
     routes, so a fresh announcer has nothing to apply and both announce again."""
-    if host.backend.protocol != "ospf":
+    if not host.backend.ospf:
         pytest.skip("an OSPF host")
     announcer = host.announcer()
     announcer.reconcile({V4: False, V6: False})
@@ -154,6 +161,46 @@ def test_restarted_ospf_daemons_redistribute_staticd_routes_again(host: Host) ->
     wait_for("FRR answers", lambda: _reads(fresh))
     assert not fresh.reconcile({V4: False, V6: False}).plan
     seen(host, {V4, V6}, timeout=25)
+
+
+def test_zebra_restart_withdraws_through_zebra_and_announces_later_ones(host: Host) -> None:
+    """Last (it leaves ospfd and ospf6d as FRR 8.4.4 leaves them after a zebra
+    restart: deaf to routes added later). zebra restarts with the rendered
+    config applied to it alone; a prefix withdrawn before bgpd is registered
+    with the new zebra stays in bgpd until the announcer passes it through
+    zebra again (withdraw_stale), one plugged later reaches bgpd once it is
+    registered again (reregister, as the daemon's repair rounds do), and what
+    stays never leaves bgpd's table."""
+    if not host.backend.bgp:
+        pytest.skip("a BGP host")
+    announcer = host.announcer()
+    if host.backend.name == "vtysh":
+        pytest.skip("bgpd `network` statements: a withdraw never goes through zebra")
+    announcer.reconcile({V4: False, V6: False, SECOND: False})
+    seen(host, {V4, V6, SECOND})
+    host.restart("zebra")
+    announcer.reconcile({V4: False, V6: False})  # staticd is not connected to the new zebra yet
+    host.add_route(str(THIRD))
+    started, rounds, withdrawn = time.monotonic(), 0, 0
+    while True:
+        table = set(bgp_table(host))
+        assert {str(V4), str(V6)} <= table, f"what stays left bgpd's table: {sorted(table)}"
+        if str(SECOND) not in table:
+            break
+        assert time.monotonic() - started < 30, "the stale prefix stayed in bgpd"
+        announcer.reregister([V4, V6])
+        check = announcer.check_table()
+        assert check is not None
+        if SECOND in check.stale:
+            assert announcer.withdraw_stale([SECOND])
+            withdrawn += 1
+        rounds += 1
+        time.sleep(1.0)
+    print(f"stale prefix withdrawn after {time.monotonic() - started:.1f} s, "
+          f"{rounds} rounds, {withdrawn} withdraw_stale calls")  # fmt: skip
+    assert withdrawn >= 1
+    announcer.reconcile({V4: False, V6: False, THIRD: False})
+    seen(host, {V4, V6, THIRD}, timeout=5, ospf=False)  # registered again: at once
 
 
 def _reads(announcer: AnnounceDriver) -> bool:
