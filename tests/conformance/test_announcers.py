@@ -163,6 +163,26 @@ def test_restarted_ospf_daemons_redistribute_staticd_routes_again(host: Host) ->
     seen(host, {V4, V6}, timeout=25)
 
 
+def test_ospf_externals_survive_a_zebra_restart(host: Host) -> None:
+    """zebra restarts with the rendered config applied to it alone (watchfrr):
+    ospfd and ospf6d keep what they originate all through the window. The whole
+    frr.conf into every daemon entered `ospf6 router-id` again, which resets
+    ospf6d's redistribution: FRR 8.4.4's ospf6d then flushed its externals for
+    good (restart_in did that). Second to last: it leaves the OSPF daemons deaf
+    to routes added later (FRR 8.4.4)."""
+    if not host.backend.ospf:
+        pytest.skip("an OSPF host")
+    host.announcer().reconcile({V4: False, V6: False})
+    seen(host, {V4, V6})
+    host.restart("zebra")
+    want = {str(V4), str(V6)}
+    deadline = time.monotonic() + 15  # past the zclients' reconnect (10 s)
+    while time.monotonic() < deadline:
+        live = ospf_lsas(host) & want
+        assert live == want, f"flushed after a zebra restart: {sorted(want - live)}"
+        time.sleep(0.2)
+
+
 def test_zebra_restart_withdraws_through_zebra_and_announces_later_ones(host: Host) -> None:
     """Last (it leaves ospfd and ospf6d as FRR 8.4.4 leaves them after a zebra
     restart: deaf to routes added later). zebra restarts with the rendered
@@ -177,7 +197,15 @@ def test_zebra_restart_withdraws_through_zebra_and_announces_later_ones(host: Ho
     if host.backend.name == "vtysh":
         pytest.skip("bgpd `network` statements: a withdraw never goes through zebra")
     announcer.reconcile({V4: False, V6: False, SECOND: False})
-    seen(host, {V4, V6, SECOND})
+
+    def registered() -> bool:
+        # bgp-ospf: the zebra restart of the OSPF case left bgpd registered for
+        # nothing; the daemon's repair rounds register it again (reregister)
+        announcer.reregister([V4, V6, SECOND])
+        return {str(V4), str(V6), str(SECOND)} <= set(bgp_table(host))
+
+    wait_for("bgpd registered with zebra", registered, timeout=30)
+    seen(host, {V4, V6, SECOND}, ospf=False)  # ospfd and ospf6d: deaf since (FRR 8.4.4)
     host.restart("zebra")
     announcer.reconcile({V4: False, V6: False})  # staticd is not connected to the new zebra yet
     host.add_route(str(THIRD))
