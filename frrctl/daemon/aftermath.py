@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from frrctl.daemon.checks import RedistRepair, TableRepair
-from frrctl.frr.base import AnnounceDriver, DriverError, Redistributed
+from frrctl.frr.base import AnnounceDriver, DriverError
 from frrctl.metrics import Metrics
 from frrctl.policy import Announced, prefix_key
 from frrctl.pools import IPNetwork
@@ -94,11 +94,6 @@ def check_redistribution(
     staticd's routes (the loop reads FRR again)."""
     try:
         checks = announcer.redistribution(desired)
-        if checks is None:
-            lost = announcer.redistribution_lost(desired)
-            checks = (
-                None if lost is None else [Redistributed("ospf6d", frozenset(lost), frozenset())]
-            )
     except DriverError as exc:
         log.warning("check after a zebra restart: %s", exc)
         return False

@@ -8,7 +8,7 @@ restarted frrctl converges the same way.
 
 The daemon calls only this interface, never a driver by name: `read` and
 `apply` are required; every optional capability (config_loaded, check_table,
-refresh, redistribution_lost, min_metric, ...) is a method or attribute with a
+refresh, redistribution, min_metric, ...) is a method or attribute with a
 default that means "this back end cannot / need not", as NAPALM's
 NetworkDriver raises NotImplementedError or returns nothing. One announcer
 serves every protocol of a host (frrctl.frr.registry picks it).
@@ -146,11 +146,6 @@ class AnnounceDriver(abc.ABC):
         announces them any more (check_table's stale, after a zebra restart).
         False: this back end cannot (the daemon alerts instead)."""
         return False
-
-    def redistribution_lost(self, desired: Announced) -> set[IPNetwork] | None:
-        """Desired prefixes a protocol daemon does not redistribute (ospf6d after a
-        zebra restart); None: this announcer has no such check."""
-        return None
 
     def redistribution(self, desired: Announced) -> list[Redistributed] | None:
         """Per OSPF daemon: what it fails to redistribute and what it still

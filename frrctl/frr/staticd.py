@@ -180,16 +180,6 @@ def parse_routes(data: Mapping[str, Any], layout: StaticLayout) -> dict[IPNetwor
     return out
 
 
-def ospf6_lost(
-    client: VtyClient, retry: RetryPolicy, desired: Mapping[IPNetwork, bool]
-) -> set[IPNetwork]:
-    """Desired IPv6 prefixes ospf6d does not redistribute as static routes (FRR
-    8.4's ospf6d loses its redistribution after a zebra restart)."""
-    (reply,) = retry.call("ospf6d", lambda: client.run(["show ipv6 ospf6 redistribute"]))
-    want: set[IPNetwork] = {p for p in desired if p.version == 6}
-    return want - parse_redistributed(reply.output, "S")
-
-
 def register_commands(layout: StaticLayout, versions: Iterable[int]) -> list[str]:
     """bgpd: enter `redistribute static route-map ...` again per family. FRR 8.4's
     zclient_stop (lib/zclient.c) frees a client's redistribution bitmaps when
@@ -331,13 +321,8 @@ class OspfRepairs(AnnounceDriver):
     OSPF): see OspfRedistribution."""
 
     _redist: OspfRedistribution | None = None
-    _ospf6d: VtyClient | None = None
     layout: StaticLayout
     retry: RetryPolicy
-
-    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
-        """Desired IPv6 prefixes ospf6d does not redistribute; None without ospf6d."""
-        return None if self._ospf6d is None else ospf6_lost(self._ospf6d, self.retry, desired)
 
     def redistribution(self, desired: Mapping[IPNetwork, bool]) -> list[Redistributed] | None:
         return None if self._redist is None else self._redist.check(desired)
@@ -374,13 +359,11 @@ class StaticdRepairs(OspfRepairs):
         if bgp:
             self._bgpd = VtyClient(vty_dir / "bgpd.vty")
             self._zebra = VtyClient(vty_dir / "zebra.vty")
-        if ospf6:
-            self._ospf6d = VtyClient(vty_dir / "ospf6d.vty")
         if ospf or ospf6:
             self._redist = OspfRedistribution(vty_dir, self.retry, ospf, ospf6)
 
     def close_repair_clients(self) -> None:
-        for client in (self._bgpd, self._ospf6d, self._zebra):
+        for client in (self._bgpd, self._zebra):
             if client is not None:
                 client.close()
         if self._redist is not None:
@@ -511,7 +494,7 @@ class StaticdDriver(StaticdRepairs):
     name: str = "grpc"
     vty_dir: Path | None = None
     bgp: bool = True  # the host runs bgpd (an OSPF-only host has no table to check)
-    ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
+    ospf6: bool = False  # the host runs ospf6d (redistribution)
     ospf: bool = False  # the host runs ospfd (redistribution, after zebra restarts)
     # zebra selects the static route (distance 1) only over a kernel route of
     # metric >= 2 << 24 (distance 2): `frrctl instance plug` writes that
@@ -631,7 +614,7 @@ class StaticdVtyDriver(StaticdRepairs):
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str = "staticd-vty"
     bgp: bool = False  # the host runs bgpd (check_table)
-    ospf6: bool = False  # the host runs ospf6d (redistribution_lost)
+    ospf6: bool = False  # the host runs ospf6d (redistribution)
     ospf: bool = False  # the host runs ospfd (redistribution, after zebra restarts)
     min_metric = STATIC_MIN_METRIC
     needs_carrier = True

@@ -14,7 +14,7 @@ import pytest
 from frrctl.daemon import Backoff, Daemon, DaemonSettings, JsonFormatter, Reconciler, tune_gc
 from frrctl.daemon.report import build_status
 from frrctl.errors import FrrctlError, UsageError
-from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable
+from frrctl.frr.base import AnnounceDriver, DriverError, FrrUnavailable, Redistributed
 from frrctl.metrics import Metrics, resync_kind
 from frrctl.policy import Drain, KernelRoute, Plan, parse_prefix
 from frrctl.pools import IPNetwork, Pools
@@ -616,8 +616,9 @@ class LosingDriver(FakeDriver):
         super().__init__()
         self.redistributing: set[IPNetwork] = set()
 
-    def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
-        return {p for p in desired if p.version == 6} - self.redistributing
+    def redistribution(self, desired: Mapping[IPNetwork, bool]) -> list[Redistributed] | None:
+        want = {p for p in desired if p.version == 6}
+        return [Redistributed("ospf6d", frozenset(want - self.redistributing), frozenset())]
 
 
 def test_ospf_only_host_refuses_by_announcing_nothing_and_alerts_lost_redistribution(

@@ -201,21 +201,10 @@ def test_check_redistribution_repairs_ospf6d_and_alerts_ospfd(
     assert "ALERT: ospf6d still" not in caplog.text
 
 
-def test_check_redistribution_falls_back_to_redistribution_lost() -> None:
-    class Old(Losing):
-        def redistribution(self, desired: Mapping[IPNetwork, bool]) -> list[Redistributed] | None:
-            return None
-
-        def redistribution_lost(self, desired: Mapping[IPNetwork, bool]) -> set[IPNetwork] | None:
-            return {V6}
-
-    repair = RedistRepair()
-    for now in (0.0, CONFIRM_AFTER):
-        check_redistribution(Old(None), {}, repair, Metrics(), now)
-    assert repair.confirmed == {V6}
+def test_check_redistribution_without_a_check_does_nothing() -> None:
     nothing = RedistRepair()
     for now in (0.0, CONFIRM_AFTER):
-        check_redistribution(Losing(None), {}, nothing, Metrics(), now)
+        assert not check_redistribution(Losing(None), {}, nothing, Metrics(), now)
     assert not nothing.confirmed
 
 

@@ -15,7 +15,7 @@ def test_grpc_host_with_ospfv3_gets_the_ospf6d_check(tmp_path: Path) -> None:
     spec = registry.AnnouncerSpec(bridge="cloudbr0", vty_dir=tmp_path, asn=64512)
     plain = registry.make_announcer("grpc", spec)
     assert isinstance(plain, StaticdDriver) and not plain.ospf6
-    assert plain.redistribution_lost({}) is None
+    assert plain.redistribution({}) is None  # no OSPF daemon: nothing to check
     v3 = registry.make_announcer("grpc", dataclasses.replace(spec, ospf_versions=(4, 6)))
     assert isinstance(v3, StaticdDriver) and v3.ospf6 and v3.bgp
     v2 = registry.make_announcer("grpc", dataclasses.replace(spec, ospf_versions=(4,)))
@@ -110,7 +110,7 @@ def test_both_staticd_drivers_have_the_same_repairs() -> None:
         over = {n for n in optional if getattr(cls, n) is not getattr(AnnounceDriver, n)}
         assert over >= {"check_table", "refresh", "reregister", "withdraw_stale",
                         "redistribution", "register_redistribution", "withdraw_redistributed",
-                        "redistribution_lost", "min_metric", "needs_carrier",
+                        "min_metric", "needs_carrier",
                         "monitored_daemons"}, cls  # fmt: skip
         assert "config_loaded" not in over  # staticd has nothing to tell it by
 
