@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +142,47 @@ class FrrSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wire_host(
+    host: FrrSandbox,
+    peer_ns: str,
+    *,
+    uplink: str = "eth-up",
+    host_addrs: Sequence[str] = ("198.18.0.0/31",),
+    peer_addrs: Sequence[str] = ("198.18.0.1/31",),
+) -> None:
+    """A test hypervisor's links: the veth pair `uplink` (in `host`) / eth-host
+    (in the namespace `peer_ns`, the upstream's or peer's), each end with its
+    addresses (IPv6 ones `nodad`) and up; and the bridge cloudbr0
+    (169.254.0.1/32) with the veth port vm0 (peer vm0-guest, left in the host
+    namespace), all up. The bridge needs a port with carrier (a veth: no dummy
+    module here), else its routes are linkdown and bgpd's import-check refuses
+    them."""
+
+    def peer_exec(cmd: list[str]) -> None:
+        run(["ip", "netns", "exec", peer_ns, *cmd])
+
+    def addr(dev: str, prefix: str) -> list[str]:
+        return ["ip", "addr", "add", prefix, "dev", dev, *(["nodad"] if ":" in prefix else [])]
+
+    host.ns_exec(["ip", "link", "add", uplink, "type", "veth", "peer", "name", "eth-host",
+                  "netns", peer_ns])  # fmt: skip
+    for prefix in host_addrs:
+        host.ns_exec(addr(uplink, prefix))
+    host.ns_exec(["ip", "link", "set", uplink, "up"])
+    for prefix in peer_addrs:
+        peer_exec(addr("eth-host", prefix))
+    peer_exec(["ip", "link", "set", "eth-host", "up"])
+    for cmd in (
+        ["link", "add", "cloudbr0", "type", "bridge"],
+        ["link", "add", "vm0", "type", "veth", "peer", "name", "vm0-guest"],
+        ["link", "set", "vm0", "master", "cloudbr0", "up"],
+        ["link", "set", "vm0-guest", "up"],
+        ["addr", "add", "169.254.0.1/32", "dev", "cloudbr0"],
+        ["link", "set", "cloudbr0", "up"],
+    ):
+        host.ns_exec(["ip", *cmd])
 
 
 def _alive(pid: int) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from frrctl.frr.sandbox import FrrInstall, FrrSandbox, run
+from frrctl.frr.sandbox import FrrInstall, FrrSandbox, run, wire_host
 from frrctl.frr.staticd import StaticLayout
 from frrctl.lab.netns import EXABGP, recorder_command, start_exabgp
 from frrctl.policy import STATIC_MIN_METRIC
@@ -455,25 +455,16 @@ def make_lab(
             zebra_config=ZEBRA_FIB_DEFAULT_ONLY if defaults else ZEBRA_PLAIN,
         )
         lab.inventory.write_text(yaml.safe_dump(inventory(max_prefixes, driver, require_neighbor)))
-        px = ["ip", "netns", "exec", peer_ns]
-        host.ns_exec(["ip", "link", "add", "eth-peer", "type", "veth", "peer", "name",
-                      "eth-host", "netns", peer_ns])  # fmt: skip
-        host.ns_exec(["ip", "addr", "add", "198.18.0.2/31", "dev", "eth-peer"])
-        host.ns_exec(["ip", "addr", "add", "2001:db8:fffe::2/127", "dev", "eth-peer", "nodad"])
-        host.ns_exec(["ip", "link", "set", "eth-peer", "up"])
-        run([*px, "ip", "link", "set", "lo", "up"])
-        run([*px, "ip", "addr", "add", "198.18.0.3/31", "dev", "eth-host"])
-        run([*px, "ip", "addr", "add", "2001:db8:fffe::3/127", "dev", "eth-host", "nodad"])
-        run([*px, "ip", "link", "set", "eth-host", "up"])
-        # cloudbr0 with a veth port (carrier), and a second VM-facing veth that
-        # is not the bridge (for "other interface" routes)
+        run(["ip", "netns", "exec", peer_ns, "ip", "link", "set", "lo", "up"])
+        wire_host(
+            host,
+            peer_ns,
+            uplink="eth-peer",
+            host_addrs=("198.18.0.2/31", "2001:db8:fffe::2/127"),
+            peer_addrs=("198.18.0.3/31", "2001:db8:fffe::3/127"),
+        )
+        # a second VM-facing veth that is not the bridge (for "other interface" routes)
         for cmd in (
-            ["link", "add", "cloudbr0", "type", "bridge"],
-            ["link", "add", "vm0", "type", "veth", "peer", "name", "vm0-guest"],
-            ["link", "set", "vm0", "master", "cloudbr0", "up"],
-            ["link", "set", "vm0-guest", "up"],
-            ["addr", "add", "169.254.0.1/32", "dev", "cloudbr0"],
-            ["link", "set", "cloudbr0", "up"],
             ["link", "add", "other0", "type", "veth", "peer", "name", "other0-p"],
             ["link", "set", "other0", "up"],
             ["link", "set", "other0-p", "up"],

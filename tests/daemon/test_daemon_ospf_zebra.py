@@ -35,7 +35,7 @@ from frr.conftest import (  # tests/ is on sys.path (rootdir-relative packages)
 from frr.test_staticd_ospf import INVENTORY, UPSTREAM, load, lsa_prefixes, wait_full
 
 from frrctl.frr.base import RetryPolicy
-from frrctl.frr.sandbox import FrrInstall, FrrSandbox
+from frrctl.frr.sandbox import FrrInstall, FrrSandbox, wire_host
 from frrctl.frr.staticd import StaticdVtyDriver
 from frrctl.frr.vty import VtyClient
 from frrctl.inventory import parse_inventory
@@ -54,7 +54,7 @@ REPAIR_BOUND = 40.0  # zclient reconnect 10 s + a nudge cycle 8 s + settle 6 s +
 
 
 def inventory(driver: str) -> dict[str, Any]:
-    data = copy.deepcopy(INVENTORY)
+    data: dict[str, Any] = copy.deepcopy(INVENTORY)
     host = data["hosts"][0]
     host["hostname"] = "hv1"
     host["controller"] = {"driver": driver}
@@ -177,21 +177,7 @@ def fabric(request: pytest.FixtureRequest) -> Iterator[Fabric]:
     fab: Fabric | None = None
     try:
         upstream = FrrSandbox(f"{tag}u", FrrInstall.debian())
-        host.ns_exec(["ip", "link", "add", "eth-up", "type", "veth", "peer", "name", "eth-host",
-                      "netns", upstream.name])  # fmt: skip
-        host.ns_exec(["ip", "addr", "add", "198.18.0.0/31", "dev", "eth-up"])
-        host.ns_exec(["ip", "link", "set", "eth-up", "up"])
-        upstream.ns_exec(["ip", "addr", "add", "198.18.0.1/31", "dev", "eth-host"])
-        upstream.ns_exec(["ip", "link", "set", "eth-host", "up"])
-        for cmd in (
-            ["link", "add", "cloudbr0", "type", "bridge"],
-            ["link", "add", "vm0", "type", "veth", "peer", "name", "vm0-guest"],
-            ["link", "set", "vm0", "master", "cloudbr0", "up"],
-            ["link", "set", "vm0-guest", "up"],
-            ["addr", "add", "169.254.0.1/32", "dev", "cloudbr0"],
-            ["link", "set", "cloudbr0", "up"],
-        ):
-            host.ns_exec(["ip", *cmd])
+        wire_host(host, upstream.name)
         data = inventory(driver)
         fleet = parse_inventory(data)
         conf = render_host(fleet, fleet.hosts[0])["frr.conf"]
@@ -210,8 +196,8 @@ def fabric(request: pytest.FixtureRequest) -> Iterator[Fabric]:
         yield fab
     finally:
         if fab is not None:
-            for daemon in fab.daemons:
-                daemon.stop()
+            for proc in fab.daemons:
+                proc.stop()
         if upstream is not None:
             upstream.close()
         host.close()

@@ -19,7 +19,7 @@ import pytest
 
 from frrctl.frr.base import AnnounceDriver, RetryPolicy
 from frrctl.frr.netns import NetnsPortForwarder
-from frrctl.frr.sandbox import FrrInstall, FrrSandbox
+from frrctl.frr.sandbox import FrrInstall, FrrSandbox, wire_host
 from frrctl.frr.staticd import StaticdDriver, StaticdVtyDriver
 from frrctl.frr.vty import VtyClient
 from frrctl.inventory import parse_inventory
@@ -152,18 +152,7 @@ def fabric() -> Iterator[OspfFabric]:
     upstream: FrrSandbox | None = None
     try:
         upstream = FrrSandbox(f"{tag}u", FrrInstall.debian())
-        host.ns_exec(["ip", "link", "add", "eth-up", "type", "veth", "peer", "name", "eth-host",
-                      "netns", upstream.name])  # fmt: skip
-        host.ns_exec(["ip", "addr", "add", "198.18.0.0/31", "dev", "eth-up"])
-        host.ns_exec(["ip", "link", "set", "eth-up", "up"])
-        upstream.ns_exec(["ip", "addr", "add", "198.18.0.1/31", "dev", "eth-host"])
-        upstream.ns_exec(["ip", "link", "set", "eth-host", "up"])
-        host.ns_exec(["ip", "link", "add", "cloudbr0", "type", "bridge"])
-        host.ns_exec(["ip", "link", "add", "vm0", "type", "veth", "peer", "name", "vm0-guest"])
-        host.ns_exec(["ip", "link", "set", "vm0", "master", "cloudbr0", "up"])
-        host.ns_exec(["ip", "link", "set", "vm0-guest", "up"])
-        host.ns_exec(["ip", "addr", "add", "169.254.0.1/32", "dev", "cloudbr0"])
-        host.ns_exec(["ip", "link", "set", "cloudbr0", "up"])
+        wire_host(host, upstream.name)
         for box in (host, upstream):
             box.start("zebra", f"hostname {box.name}\n")
         host.start("staticd", f"hostname {host.name}\n", ("-M", f"grpc:{GRPC_PORT}"))
