@@ -101,24 +101,9 @@ def check_redistribution(
         return False
     action = repair.decide(now, checks)
     for daemon, missing in action.alert_missing.items():
-        metrics.errors.labels(f"{daemon.removesuffix('d')}-redistribution-lost").inc(len(missing))
-        log.error(
-            "ALERT: %s does not redistribute announced prefixes since zebra restarted; "
-            "FRR 8.4 cannot register it again without a restart of %s (%s)",
-            daemon,
-            daemon,
-            _WHY[daemon],
-            extra={"fields": {"prefixes": _sample(set(missing))}},
-        )
+        _alert(metrics, "lost", daemon, missing, _LOST, _WHY[daemon])
     for daemon, stale in action.alert_stale.items():
-        metrics.errors.labels(f"{daemon.removesuffix('d')}-redistribution-stale").inc(len(stale))
-        log.error(
-            "ALERT: %s still redistributes prefixes withdrawn while zebra was restarting; "
-            "only a restart of %s withdraws them",
-            daemon,
-            daemon,
-            extra={"fields": {"prefixes": _sample(set(stale))}},
-        )
+        _alert(metrics, "stale", daemon, stale, _STALE)
     touched = False
     try:
         if action.register and announcer.register_redistribution():
@@ -143,6 +128,28 @@ def check_redistribution(
     return touched
 
 
+def _alert(
+    metrics: Metrics,
+    kind: str,
+    daemon: str,
+    prefixes: frozenset[IPNetwork],
+    message: str,
+    *why: str,
+) -> None:
+    """An ALERT on an OSPF daemon's redistribution (`message` names the daemon
+    twice, then `why`), counted in the `<ospf|ospf6>-redistribution-<kind>` error."""
+    metrics.errors.labels(f"{daemon.removesuffix('d')}-redistribution-{kind}").inc(len(prefixes))
+    log.error(message, daemon, daemon, *why, extra={"fields": {"prefixes": _sample(set(prefixes))}})
+
+
+_LOST = (
+    "ALERT: %s does not redistribute announced prefixes since zebra restarted; "
+    "FRR 8.4 cannot register it again without a restart of %s (%s)"
+)
+_STALE = (
+    "ALERT: %s still redistributes prefixes withdrawn while zebra was restarting; "
+    "only a restart of %s withdraws them"
+)
 _WHY = {
     "ospf6d": "it ignores every route zebra redistributes after its zclient bitmaps were freed",
     "ospfd": "`redistribute static` again is an update that does not register",
