@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from frrctl.pools import IPAddress, IPNetwork, Pools, parse_network
+from frrctl.pools import IPAddress, IPNetwork, Pools, network_from_int, parse_network
 
 Announced = Mapping[IPNetwork, bool]
 
@@ -109,6 +110,13 @@ class Code(enum.Enum):
     KERNEL_METRIC = "kernel-metric"
     NO_CARRIER = "no-carrier"
 
+    # Members are singletons: identity hashes them (in C; Enum's own __hash__
+    # is Python code, and the policy counts verdicts by code per prefix).
+    __hash__ = object.__hash__
+
+
+_ANNOUNCING = frozenset((Code.ANNOUNCE, Code.DRAINED_GRACEFUL))
+
 
 class Verdict(NamedTuple):
     """A candidate prefix's verdict (a named tuple: one per prefix and pass)."""
@@ -120,7 +128,16 @@ class Verdict(NamedTuple):
 
     @property
     def announce(self) -> bool:
-        return self.code in (Code.ANNOUNCE, Code.DRAINED_GRACEFUL)
+        return self.code in _ANNOUNCING
+
+
+# A Verdict from a 4-tuple in C: NamedTuple's own constructor is Python code,
+# and a burst makes one verdict per prefix.
+_verdict: Callable[[tuple[IPNetwork, Code, str, bool]], Verdict] = functools.partial(
+    tuple.__new__, Verdict
+)
+_ANNOUNCE = "direct host route in pool"
+_GRACEFUL = "host is drained gracefully: announced with GRACEFUL_SHUTDOWN"
 
 
 @dataclass(frozen=True)
@@ -169,7 +186,10 @@ class Decision:
 
 def prefix_key(prefix: IPNetwork) -> tuple[int, int, int]:
     """Sort IPv4 before IPv6, then numerically: the order of every output here."""
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+    # ipaddress's own fields: its properties cost a call each, and a burst
+    # sorts 10,000 prefixes
+    net: Any = prefix
+    return (net._version, net.network_address._ip, net._prefixlen)
 
 
 def route_refusal(route: KernelRoute, bridge: str, min_metric: int = 0) -> tuple[Code, str] | None:
@@ -180,8 +200,9 @@ def route_refusal(route: KernelRoute, bridge: str, min_metric: int = 0) -> tuple
         return Code.NOT_UNICAST, f"{route.rtype} route, not unicast"
     if route.protocol in FRR_PROTOCOLS:
         return Code.FRR_ROUTE, f"installed by FRR (proto {FRR_PROTOCOLS[route.protocol]})"
-    if route.prefix.prefixlen != route.prefix.max_prefixlen:
-        return Code.NOT_HOST_ROUTE, f"/{route.prefix.prefixlen} is not a host route"
+    net: Any = route.prefix  # (ipaddress's fields: its properties cost a call each)
+    if net._prefixlen != net._max_prefixlen:
+        return Code.NOT_HOST_ROUTE, f"/{net._prefixlen} is not a host route"
     if route.ifname != bridge:
         where = route.ifname or "several or unknown interfaces"
         return Code.OTHER_INTERFACE, f"route is on {where}, not {bridge}"
@@ -207,7 +228,7 @@ def carrier_reason(bridge: str) -> str:
 
 def _eligibility(
     prefix: IPNetwork,
-    routes: list[KernelRoute],
+    routes: Sequence[KernelRoute],
     config: PolicyConfig,
     neighbors: frozenset[IPAddress],
 ) -> tuple[Code, str] | None:
@@ -220,7 +241,9 @@ def _eligibility(
         refusal = route_refusal(route, config.bridge, config.min_metric)
         if refusal is not None:
             return refusal
-    if not config.pools.contains_host_route(prefix):
+    # (its routes are host routes now: the pools are asked for the address)
+    net: Any = prefix
+    if not config.pools.holds(net._version, net.network_address._ip):
         return Code.OUTSIDE_POOLS, "address is outside the host's pools"
     if config.require_neighbor and prefix.network_address not in neighbors:
         return Code.NO_NEIGHBOR, f"no permanent neighbour entry on {config.bridge}"
@@ -268,7 +291,7 @@ def decide(
         if refusal is None:
             (kept if prefix in current else new).append(index)
         else:
-            ordered[index] = Verdict(prefix, refusal[0], refusal[1])
+            ordered[index] = _verdict((prefix, refusal[0], refusal[1], False))
 
     # Already announced first, then new ones in prefix order, up to the maximum.
     ranked = kept + new
@@ -280,14 +303,9 @@ def decide(
                 prefix, Code.OVER_MAXIMUM, f"maximum of {limit} announced prefixes reached"
             )
         elif graceful:
-            ordered[index] = Verdict(
-                prefix,
-                Code.DRAINED_GRACEFUL,
-                "host is drained gracefully: announced with GRACEFUL_SHUTDOWN",
-                graceful_shutdown=True,
-            )
+            ordered[index] = _verdict((prefix, Code.DRAINED_GRACEFUL, _GRACEFUL, True))
         else:
-            ordered[index] = Verdict(prefix, Code.ANNOUNCE, "direct host route in pool")
+            ordered[index] = _verdict((prefix, Code.ANNOUNCE, _ANNOUNCE, False))
 
     alerts: list[str] = []
     refused = len(ranked) - min(len(ranked), limit)
@@ -319,47 +337,54 @@ def redecide(
     if previous.config != config or previous.over_maximum:
         return None
     current = frozenset(announced)
-    # A prefix entering or leaving FRR's set is judged again as well: with no
+    # A prefix entering or leaving FRR's set is looked at as well: with no
     # route, being announced is what makes it a candidate (not-in-kernel).
-    touched = set(changed) | (current ^ previous.announced)
+    moved = (current ^ previous.announced).difference(changed)
     neighbor_set = frozenset(neighbors)
     graceful = config.drain is Drain.GRACEFUL
     by_prefix = dict(previous.by_prefix)
     desired = dict(previous.desired)
     counts = dict(previous.counts)
     no_routes: Sequence[KernelRoute] = ()
-    for net in touched:
-        routes = changed.get(net)
+    judged: list[IPNetwork] = []  # whose verdict may differ: what `touched` tells diff_touched
+    pairs: Iterable[tuple[IPNetwork, Sequence[KernelRoute] | None]] = itertools.chain(
+        changed.items(), ((net, None) for net in moved)
+    )
+    for net, routes in pairs:
         old = by_prefix.get(net)
         if routes is None:
             if old is not None and old.code is not Code.NOT_IN_KERNEL:
                 continue  # routes unchanged and present: FRR's set does not matter
             routes = no_routes
-        if old is not None:
-            del by_prefix[net]
-            counts[old.code] -= 1
-            desired.pop(net, None)
-        if not routes and net not in current:
-            continue  # no route, not announced: no candidate
-        refusal = _eligibility(net, list(routes), config, neighbor_set)
+        judged.append(net)
+        if not routes and net not in current:  # no route, not announced: no candidate
+            if old is not None:
+                del by_prefix[net]
+                counts[old.code] -= 1
+                desired.pop(net, None)
+            continue
+        refusal = _eligibility(net, routes, config, neighbor_set)
         if refusal is not None:
-            verdict = Verdict(net, refusal[0], refusal[1])
-        elif graceful:
-            verdict = Verdict(
-                net,
-                Code.DRAINED_GRACEFUL,
-                "host is drained gracefully: announced with GRACEFUL_SHUTDOWN",
-                graceful_shutdown=True,
-            )
+            verdict = _verdict((net, refusal[0], refusal[1], False))
         else:
-            verdict = Verdict(net, Code.ANNOUNCE, "direct host route in pool")
+            verdict = _verdict(
+                (net, Code.DRAINED_GRACEFUL, _GRACEFUL, True)
+                if graceful
+                else (net, Code.ANNOUNCE, _ANNOUNCE, False)
+            )
+        # (one dict write per prefix, no delete and re-insert: a burst hashes
+        # each prefix as few times as it can)
+        if old is not None:
+            counts[old.code] -= 1
+            if refusal is not None and old.code in _ANNOUNCING:
+                del desired[net]
         by_prefix[net] = verdict
         counts[verdict.code] = counts.get(verdict.code, 0) + 1
-        if verdict.announce:
-            desired[net] = verdict.graceful_shutdown
+        if refusal is None:
+            desired[net] = graceful
     if len(desired) > limit:
         return None
-    return Decision(by_prefix, desired, counts, (), config, current, frozenset(touched))
+    return Decision(by_prefix, desired, counts, (), config, current, frozenset(judged))
 
 
 @dataclass(frozen=True)
@@ -427,4 +452,17 @@ def canonical(prefix: IPNetwork) -> IPNetwork:
     if found is None:
         _CANONICAL[key] = prefix
         return prefix
+    return found
+
+
+def canonical_of(version: int, value: int, length: int) -> IPNetwork:
+    """`canonical` of the network `value`/`length` (host bits clear), made only
+    if no live object is equal: a withdrawal burst makes none."""
+    key = (version, value, length)
+    found = _CANONICAL.get(key)
+    if found is None:
+        found = network_from_int(version, value, length)
+        if int(found.network_address) != value:  # host bits were set: key it as canonical does
+            return canonical(found)
+        _CANONICAL[key] = found
     return found

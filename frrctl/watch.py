@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import itertools
 import logging
@@ -26,12 +27,12 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from frrctl.policy import FRR_PROTOCOLS, MAIN_TABLE, KernelRoute, canonical
-from frrctl.pools import IPAddress, IPNetwork, network_of
+from frrctl.policy import FRR_PROTOCOLS, MAIN_TABLE, KernelRoute, canonical_of
+from frrctl.pools import IPAddress, IPNetwork
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ IFF_RUNNING = 0x40  # operstate up (or unknown): what zebra's if_is_operative re
 IFF_LOWER_UP = 0x10000  # carrier
 _RTN_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
               6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}  # fmt: skip
+_AF_INET, _AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)  # plain ints, not enum members
+# A KernelRoute from a 7-tuple in C (NamedTuple's constructor is Python code)
+_kernel_route: Callable[[tuple[Any, ...]], KernelRoute] = functools.partial(
+    tuple.__new__, KernelRoute
+)
 # family, dst, dst_len, table, metric, tos, oif: the kernel's route identity plus oif
 RouteKey = tuple[int, int, int, int, int, int, int]
 
@@ -160,7 +166,7 @@ class RouteEvent(NamedTuple):
     new: bool
     replace: bool  # NLM_F_REPLACE
     family: int
-    dst: str | IPAddress | None  # None: the default route
+    dst: int | None  # the destination address as an int; None: the default route
     dst_len: int
     tos: int
     table: int  # RTA_TABLE, else the header's
@@ -179,11 +185,12 @@ def route_event(msg: Any) -> RouteEvent:
     via = msg.get_attr("RTA_VIA")
     if gateway is None and via:
         gateway = via.get("addr") if hasattr(via, "get") else None
+    dst = msg.get_attr("RTA_DST")
     return RouteEvent(
         new=msg["header"]["type"] == RTM_NEWROUTE,
         replace=bool(msg["header"]["flags"] & NLM_F_REPLACE),
         family=msg["family"],
-        dst=msg.get_attr("RTA_DST"),
+        dst=None if dst is None else int(_address(dst)),
         dst_len=msg["dst_len"],
         tos=msg["tos"],
         table=msg.get_attr("RTA_TABLE") or msg["table"],
@@ -213,7 +220,8 @@ def decode_route_event(data: bytes | memoryview, offset: int, length: int) -> Ro
             break
         atype &= 0x3FFF
         if atype == RTA_DST and alen in (8, 20):
-            dst = _addr(family, bytes(data[pos + 4 : pos + alen]))
+            # an int, not an address object: the view keys routes by ints
+            dst = int.from_bytes(data[pos + 4 : pos + alen], "big")
         elif atype == RTA_OIF:
             oif = _U32.unpack_from(data, pos + 4)[0]
         elif atype == RTA_PRIORITY:
@@ -228,10 +236,14 @@ def decode_route_event(data: bytes | memoryview, offset: int, length: int) -> Ro
             via_family = int.from_bytes(data[pos + 4 : pos + 6], "little")
             gateway = _addr(via_family, bytes(data[pos + 6 : pos + alen]))
         pos += (alen + 3) & ~3
-    return RouteEvent(
+    return _route_event((
         kind == RTM_NEWROUTE, bool(nlflags & NLM_F_REPLACE), family, dst, dst_len, tos, table,
         proto, rtype, bool(rflags & RTM_F_CLONED), oif, metric, multipath, gateway,
-    )  # fmt: skip
+    ))  # fmt: skip
+
+
+# A RouteEvent from a 14-tuple in C (see _kernel_route)
+_route_event: Callable[[tuple[Any, ...]], RouteEvent] = functools.partial(tuple.__new__, RouteEvent)
 
 
 _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
@@ -478,13 +490,13 @@ class KernelView:
             return None
         if ifname == self.bridge and ev.proto in FRR_PROTOCOLS:
             return None  # FRR's own output (see route())
-        zero = "0.0.0.0" if ev.family == socket.AF_INET else "::"
-        dst = _address(zero) if ev.dst is None else _address(ev.dst)
-        return (ev.family, int(dst), ev.dst_len, ev.table, ev.metric, ev.tos, ev.oif)
+        dst = 0 if ev.dst is None else ev.dst
+        return (ev.family, dst, ev.dst_len, ev.table, ev.metric, ev.tos, ev.oif)
 
     def route(self, ev: RouteEvent) -> None:
+        # (the hot path of a burst: plain ints, no calls it can do without)
         family = ev.family
-        if family not in (socket.AF_INET, socket.AF_INET6) or ev.cloned:
+        if (family != _AF_INET and family != _AF_INET6) or ev.cloned:
             return
         table = ev.table
         if table == LOCAL_TABLE:
@@ -492,20 +504,19 @@ class KernelView:
         dst_len = ev.dst_len
         oif = ev.oif
         ifname = None if ev.multipath else self.links.get(oif)
-        host = dst_len == (32 if family == socket.AF_INET else 128)
-        if not (ifname == self.bridge or (host and table == MAIN_TABLE)):
+        on_bridge = ifname == self.bridge
+        if not on_bridge and not (
+            table == MAIN_TABLE and dst_len == (32 if family == _AF_INET else 128)
+        ):
             return
-        if ifname == self.bridge and ev.proto in FRR_PROTOCOLS:
+        if on_bridge and ev.proto in FRR_PROTOCOLS:
             # zebra's copy of a staticd route (the gRPC driver's announcement,
             # proto static, metric 20), never a VM: it must not count as a
             # second route for the VM's prefix
             return
-        if ev.dst is None:
-            dst = _address("0.0.0.0" if family == socket.AF_INET else "::")
-        else:
-            dst = _address(ev.dst)
+        dst = 0 if ev.dst is None else ev.dst
         # ints hash fast; an address object would hash through hex() each time
-        key: RouteKey = (family, int(dst), dst_len, table, ev.metric, ev.tos, oif)
+        key: RouteKey = (family, dst, dst_len, table, ev.metric, ev.tos, oif)
         base = key[:6]
         if not ev.new:
             self._forget_route(key)
@@ -516,19 +527,19 @@ class KernelView:
             for other in list(_keys(self.by_base.get(base))):
                 if other != key:
                     self._forget_route(other)
-        prefix = canonical(network_of(dst, dst_len))
-        self._touch(prefix)
-        self.routes[key] = KernelRoute(
-            prefix,
-            ifname,
-            _address(ev.gateway) if ev.gateway else None,
-            _RTN_TYPES.get(ev.rtype, str(ev.rtype)),
-            ev.proto,
-            table,
-            ev.metric,
-        )
-        _index_add(self.by_base, base, key)
-        _index_add(self.by_prefix, prefix, key)
+        prefix = canonical_of(4 if family == _AF_INET else 6, dst, dst_len)
+        if self.dirty is not None:
+            self.dirty.add(prefix)
+        gateway = ev.gateway
+        self.routes[key] = _kernel_route((
+            prefix, ifname, _address(gateway) if gateway else None,
+            _RTN_TYPES.get(ev.rtype) or str(ev.rtype), ev.proto, table, ev.metric,
+        ))  # fmt: skip
+        # a lone key is stored as itself (see by_base): most routes end here
+        if self.by_base.setdefault(base, key) is not key:
+            _index_add(self.by_base, base, key)
+        if self.by_prefix.setdefault(prefix, key) is not key:
+            _index_add(self.by_prefix, prefix, key)
 
     def _touch(self, prefix: IPNetwork) -> None:
         if self.dirty is not None:
@@ -559,7 +570,7 @@ class KernelView:
                 self.permanent.add(address)
             else:
                 self.permanent.discard(address)
-            self._touch(canonical(network_of(address, address.max_prefixlen)))
+            self._touch(canonical_of(address.version, int(address), address.max_prefixlen))
 
     def _address(self, msg: Any, new: bool) -> None:
         self.dirty = None
@@ -572,15 +583,20 @@ class KernelView:
         else:
             self.addresses.pop(key, None)
 
+    def _routes_of(self, prefix: IPNetwork) -> tuple[KernelRoute, ...]:
+        entry = self.by_prefix.get(prefix)
+        if entry is None:
+            return ()
+        if type(entry) is tuple:  # the usual lone route
+            return (self.routes[entry],)
+        return tuple(self.routes[k] for k in sorted(_keys(entry)))
+
     def snapshot(self, generation: int, cause: str) -> KernelSnapshot:
         """The view now; what changed since the previous snapshot starts afresh."""
         index = self.bridge_index
         changed = None
         if self.dirty is not None:
-            changed = {
-                p: tuple(self.routes[k] for k in sorted(_keys(self.by_prefix.get(p))))
-                for p in self.dirty
-            }
+            changed = {p: self._routes_of(p) for p in self.dirty}
         self.dirty = set()
         return KernelSnapshot(
             bridge=self.bridge,

@@ -222,9 +222,8 @@ def test_fast_route_parser_matches_pyroute2(attrs: list[tuple[str, Any]]) -> Non
     # the event decoder gives what both messages give, field by field
     event = decode_route_event(data, 0, len(data))
     assert event == route_event(fast)
-    assert event._replace(dst=str(event.dst), gateway=event.gateway and str(event.gateway)) == (
-        route_event(slow)
-    )
+    # (dst is an int from every decoder; pyroute2 gives the gateway as text)
+    assert event._replace(gateway=event.gateway and str(event.gateway)) == route_event(slow)
     # and KernelView reads all three the same way
     a, b, c = view(), view(), view()
     a.apply(fast)
