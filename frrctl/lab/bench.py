@@ -151,7 +151,13 @@ class KernelWriter:
 
     `ip -force` goes on after a failed `route` line, but exits at a failed
     `neigh del`; so the normal path deletes only what it added, and `purge`
-    (after a failed part) runs a batch of its own."""
+    (after a failed part) runs a batch of its own.
+
+    iproute2 6.1's batch mode never frees what a line allocates (~32 KB of heap,
+    ~4 KB resident per `route` or `neigh` line, measured here), so a writer that
+    lived through earlier phases faults in fresh pages for every line: its CPU
+    doubled in the later phases. `fresh()` starts a new process before each
+    measured bulk run, so every phase pays the same."""
 
     def __init__(self, ns: str, bridge: str) -> None:
         self.ns, self.bridge = ns, bridge
@@ -198,6 +204,11 @@ class KernelWriter:
             text=True,
             timeout=120,
         )
+
+    def fresh(self) -> None:
+        """Replace the process by a new one (outside any timing: see the class)."""
+        self.close()
+        self.proc = self._start()
 
     def _write(self, lines: Iterator[str]) -> None:
         if self.proc.poll() is not None:  # it died (a line it could not take)
@@ -524,6 +535,7 @@ def measure_bulk(
     cpu = result.bulk_cpu_s.setdefault(count, [])
     for run in range(repeat):
         bench.progress(f"{result.name}: {count} at once, run {run + 1}/{repeat}")
+        bench.writer.fresh()
         pids = {**bench.pids(), "ip": bench.writer.proc.pid}
         before = cpu_seconds(pids)
         t0 = time.monotonic()
@@ -655,6 +667,25 @@ def frr_pids(workdir: Path, daemons: Iterable[str]) -> dict[str, int]:
     for daemon in daemons:
         with contextlib.suppress(OSError, ValueError):
             out[daemon] = int((workdir / "vty" / f"{daemon}.pid").read_text().strip())
+    return out
+
+
+def peer_pids(exabgp_conf: Path) -> dict[str, int]:
+    """ExaBGP's and its recorder's pids (found once: the peer never restarts).
+    Their CPU shows whether a phase sends the peer more, smaller UPDATEs."""
+    out: dict[str, int] = {}
+    conf = str(exabgp_conf).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"frrctl.lab.recorder" in cmdline:
+            out["peer-recorder"] = int(entry.name)
+        elif conf in cmdline and b"exabgp" in cmdline and b"netns" not in cmdline:
+            out["exabgp"] = int(entry.name)
     return out
 
 
@@ -851,10 +882,12 @@ def run_bench(
         record = PeerRecord(lab.record)
         record.wait(lambda held: not held, 30)  # a fresh peer holds nothing
 
+        peer = peer_pids(lab.nsdir("xbgp") / "exabgp.conf")
+
         def frr() -> dict[str, int]:
             up = frr_pids(lab.nsdir("upstream"), ("bgpd",))
             return {**frr_pids(lab.nsdir(BENCH_HOST), ("bgpd", "zebra")),
-                    **{f"upstream-{k}": v for k, v in up.items()}}  # fmt: skip
+                    **{f"upstream-{k}": v for k, v in up.items()}, **peer}  # fmt: skip
 
         bench = Bench(record, writer, progress, pids=frr)
         ospf_bench = Bench(record, ospf_writer, progress)
