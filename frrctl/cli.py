@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from frrctl import __version__
@@ -50,7 +52,16 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     return parser
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    # SIGTERM's default kills Python without running `finally`: a killed
+    # `lab bench` or `lab migrate` would leave its namespaces and FRR behind.
+    # The daemon and the libvirt agent install handlers of their own.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():  # tests call main() in threads
+        signal.signal(signal.SIGTERM, _terminated)
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), "")
     parser = build_parser((OWN_MODULE[command],) if command in OWN_MODULE else COMMAND_MODULES)
