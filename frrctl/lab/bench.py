@@ -670,11 +670,12 @@ def frr_pids(workdir: Path, daemons: Iterable[str]) -> dict[str, int]:
     return out
 
 
-def peer_pids(exabgp_conf: Path) -> dict[str, int]:
-    """ExaBGP's and its recorder's pids (found once: the peer never restarts).
+def peer_pids(exabgp_conf: Path, record: Path) -> dict[str, int]:
+    """This lab's ExaBGP's and its recorder's pids (found once: the peer never
+    restarts; matched by their own files, as other labs may run beside it).
     Their CPU shows whether a phase sends the peer more, smaller UPDATEs."""
     out: dict[str, int] = {}
-    conf = str(exabgp_conf).encode()
+    conf, rec = str(exabgp_conf).encode(), str(record).encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -682,7 +683,7 @@ def peer_pids(exabgp_conf: Path) -> dict[str, int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"frrctl.lab.recorder" in cmdline:
+        if b"frrctl.lab.recorder" in cmdline and rec in cmdline:
             out["peer-recorder"] = int(entry.name)
         elif conf in cmdline and b"exabgp" in cmdline and b"netns" not in cmdline:
             out["exabgp"] = int(entry.name)
@@ -882,7 +883,7 @@ def run_bench(
         record = PeerRecord(lab.record)
         record.wait(lambda held: not held, 30)  # a fresh peer holds nothing
 
-        peer = peer_pids(lab.nsdir("xbgp") / "exabgp.conf")
+        peer = peer_pids(lab.nsdir("xbgp") / "exabgp.conf", lab.record)
 
         def frr() -> dict[str, int]:
             up = frr_pids(lab.nsdir("upstream"), ("bgpd",))
