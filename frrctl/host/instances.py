@@ -83,6 +83,9 @@ class PlugResult:
     removed: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     port: str | None = None
+    # when the netlink batch that changed the routes ended (time.time()): what FRR
+    # and so the fabric saw, before the port guard or the record were touched
+    routes_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -279,7 +282,8 @@ class Host:
         ops = resume_ops(br.index, old.mac, old.addresses)
         try:
             self.nl.apply(ops)
-            self.store.mark_plugged(old.name, time.time())
+            routes_at = time.time()
+            self.store.mark_plugged(old.name, routes_at)
         except BaseException as exc:
             undo = [Op(o.kind, "del", o.addr, o.ifindex) for o in reversed(ops)]
             with contextlib.suppress(BatchError):
@@ -290,7 +294,7 @@ class Host:
             raise
         plen = {4: 32, 6: 128}
         added = [f"{a}/{plen[a.version]}" for a in old.addresses]
-        return PlugResult(old.name, True, added, port=old.port)
+        return PlugResult(old.name, True, added, port=old.port, routes_at=routes_at)
 
     def _bring(
         self,
@@ -381,9 +385,10 @@ class Host:
                 # FRR sees the route, the VM is already reachable behind a guarded port.
                 port_setup = self._port_apply(new, old, port_ops, undo_port)
                 self.nl.apply(ops)
+                routes_at = time.time()
                 inst = Instance(
                     name, self.bridge, mac, addresses, port,
-                    port_setup=port_setup, plugged_at=time.time(), prepared=prepare,
+                    port_setup=port_setup, plugged_at=routes_at, prepared=prepare,
                 )  # fmt: skip
                 store.put(inst)
             except BaseException as exc:
@@ -401,7 +406,7 @@ class Host:
         fixed = repaired + [
             f"route {a}" for a in addresses if a in own_before and not routes.get(a) and not prepare
         ]
-        return PlugResult(name, True, added, gone, fixed + port_ops["repairs"], port)
+        return PlugResult(name, True, added, gone, fixed + port_ops["repairs"], port, routes_at)
 
     # -- port: bridge settings, fdb, nft -----------------------------------------
     def _brport(self, link: LinkInfo) -> dict[str, int | None]:
@@ -593,6 +598,7 @@ class Host:
             if inst is None:
                 return PlugResult(name, changed=False)
             br = self.nl.link(inst.bridge)
+            routes_at: float | None = None
             if br is not None:
                 ops: list[Op] = []
                 found_routes, found_neighs = self.nl.lookup(inst.addresses, br.index)
@@ -612,12 +618,13 @@ class Host:
                     self.nl.apply(ops, ignore_missing=True)
                 except BatchError as exc:
                     raise FrrctlError(f"unplug {name} failed: {exc}") from None
+                routes_at = time.time()
             self._port_release(inst)
             store.delete(name)
         plen = {4: 32, 6: 128}
         return PlugResult(
             name, True, removed=[f"{a}/{plen[a.version]}" for a in inst.addresses],
-            port=inst.port,
+            port=inst.port, routes_at=routes_at,
         )  # fmt: skip
 
     @staticmethod

@@ -248,10 +248,24 @@ def routed_at(monitor_log: str, addresses: set[str], links: set[str]) -> float |
     return max(seen.values()) if set(seen) == addresses else None
 
 
-def _moment(events: list[dict[str, Any]], since: float, **match: str) -> float | None:
+def both_routed_ms(source_gone: float | None, destination_added: float | None) -> float | None:
+    """How long both hosts routed the addresses (ms; None when a moment is unknown).
+
+    The two agents do not wait for each other: when QEMU's final pause is shorter
+    than the source's reaction, the destination routes before the source withdrew.
+    """
+    if source_gone is None or destination_added is None:
+        return None
+    return round(max(0.0, source_gone - destination_added) * 1000, 1)
+
+
+def _moment(
+    events: list[dict[str, Any]], since: float, key: str = "t", **match: str
+) -> float | None:
+    """The first matching log entry's `key` time (`t`: when it was logged)."""
     for e in events:
         if float(e.get("t") or 0) >= since and all(e.get(k) == v for k, v in match.items()):
-            return float(e["t"])
+            return None if e.get(key) is None else float(e[key])
     return None
 
 
@@ -319,10 +333,13 @@ def _migrate_qemu(lab: Lab, vm: VmPlan, destination: str, timeout: float) -> Mig
     moments = {
         "source paused (SUSPENDED/MIGRATED)": paused,
         "source unplugged": _moment(sev, t0, msg="unplugged", instance=inst),
+        # when the netlink batch ended: the kernel routes FRR announces, gone or there
+        "source routes gone": _moment(sev, t0, "routes_t", msg="unplugged", instance=inst),
         "destination resumed (RESUMED/MIGRATED)": _moment(
             dev, t0, msg="event", domain=name, event="RESUMED", detail="MIGRATED"
         ),
         "destination plugged": _moment(dev, t0, msg="plugged", instance=inst),
+        "destination routes added": _moment(dev, t0, "routes_t", msg="plugged", instance=inst),
         "upstream routes via destination": routed_at(
             mon_path.read_text(errors="replace"), addrs, new_links
         ),
@@ -352,6 +369,9 @@ def _migrate_qemu(lab: Lab, vm: VmPlan, destination: str, timeout: float) -> Mig
             f"{cause.get('event', cause.get('cause', '?'))}/{cause.get('detail', '')}"
         )
         figures["destination plug_ms"] = cause.get("plug_ms")
+    figures["both_routed_ms"] = both_routed_ms(
+        moments["source routes gone"], moments["destination routes added"]
+    )
     gaps = [r.gap_ms for r in results if r.gap_ms is not None]
     if gaps and isinstance(figures["downtime_ms"], int):
         # what the routing handover added to the guest's own pause

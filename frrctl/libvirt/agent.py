@@ -231,7 +231,8 @@ class Agent:
             try:
                 res = self.host.unplug(name)
                 log.info("unplugged", extra={"fields": {**fields, "instance": name,
-                         "removed": res.removed, "t": time.time()}})  # fmt: skip
+                         "removed": res.removed, "routes_t": res.routes_at,
+                         "t": time.time()}})  # fmt: skip
             except Exception as exc:  # one instance's failure must not stop the agent
                 log.error("unplug failed", extra={"fields": {"instance": name, "error": str(exc)}})
         errors: dict[str, str] = {}
@@ -258,7 +259,7 @@ class Agent:
                              **fields, "instance": w.name, "port": w.port, "added": res.added,
                              "removed": res.removed, "repaired": res.repaired,
                              "plug_ms": round((time.monotonic() - t0) * 1e3, 1),
-                             "t": time.time()}})  # fmt: skip
+                             "routes_t": res.routes_at, "t": time.time()}})  # fmt: skip
             todo = failed
             if not failed or attempt:
                 break

@@ -107,13 +107,20 @@ def migrate(lab: runner.Lab, to: str) -> dict[str, Any]:
     assert data["routes_at_upstream"] == dict.fromkeys(ADDRS, 1)  # no double announcement
     moments = data["qemu"]["moments_ms"]
     assert None not in moments.values(), moments  # every handover moment was logged
-    # the source withdrew before the destination announced
-    # (moments are logged to 0.1 ms by two agents: equal means the same instant)
-    assert moments["source unplugged"] <= moments["destination plugged"]
+    # the source kept its routes until its guest paused for the final phase, and
+    # withdrew them then (the moment its netlink batch ended, before its port guard)
+    assert 0 <= moments["source routes gone"] <= moments["source unplugged"]
+    # the destination routed nothing before its guest ran there. The two agents do not
+    # wait for each other, so the order between them is measured, not asserted here
+    # (tests/libvirt/test_libvirt_migration.py asserts it on both hosts' `ip monitor`)
+    assert moments["destination routes added"] <= moments["destination plugged"]
+    print(f"both hosts routed the addresses for {data['qemu']['both_routed_ms']} ms")
     # the destination plugs once its guest runs: on RESUMED, or when it reads the domain
     # RUNNING a moment before libvirt's RESUMED callback reaches it (the callback's thread
     # waits for the agent's busy main thread), so the event's own time may be ~1 ms later
-    assert moments["destination resumed (RESUMED/MIGRATED)"] - 5 <= moments["destination plugged"]
+    assert (
+        moments["destination resumed (RESUMED/MIGRATED)"] - 5 <= moments["destination routes added"]
+    )
     assert isinstance(data["qemu"]["downtime_ms"], int)
     return data
 

@@ -9,7 +9,7 @@ import yaml
 
 from frrctl.errors import UsageError
 from frrctl.inventory import InventoryError, load_inventory
-from frrctl.lab.migrate import longest_gap_ms, routed_at
+from frrctl.lab.migrate import _moment, both_routed_ms, longest_gap_ms, routed_at
 from frrctl.lab.runner import with_kinds
 from frrctl.lab.topology import plan_lab
 
@@ -81,3 +81,22 @@ def test_routed_at_reads_the_last_address_routed_via_the_new_links() -> None:
     assert got is not None
     assert got == pytest.approx(routed_at(log, {"2001:db8:100::17"}, {"hv2-eth0"}) or 0)
     assert routed_at(log, {"192.0.2.17"}, {"hv3-eth0"}) is None  # never via hv3
+
+
+def test_moments_read_the_agents_own_times() -> None:
+    log = [
+        {"msg": "unplugged", "instance": "a", "t": 9.0, "routes_t": 9.5},  # before `since`
+        {"msg": "plugged", "instance": "a", "t": 10.2, "routes_t": 10.1},
+        {"msg": "unplugged", "instance": "a", "t": 10.3, "routes_t": 10.01},
+        {"msg": "unplugged", "instance": "b", "t": 10.4, "routes_t": None},
+    ]
+    assert _moment(log, 10.0, msg="unplugged", instance="a") == 10.3
+    assert _moment(log, 10.0, "routes_t", msg="unplugged", instance="a") == 10.01
+    assert _moment(log, 10.0, "routes_t", msg="unplugged", instance="b") is None
+    assert _moment(log, 10.0, msg="unplugged", instance="c") is None
+
+
+def test_both_routed_is_the_overlap_of_the_two_hosts() -> None:
+    assert both_routed_ms(10.005, 10.160) == 0.0  # the source withdrew first
+    assert both_routed_ms(10.040, 10.029) == 11.0  # QEMU paused less than the source took
+    assert both_routed_ms(None, 10.0) is None
