@@ -350,7 +350,10 @@ class Reconciler:
         if self.decision is None or not self.collect(wait=True):
             return False
         try:
-            after = self.announcer.read()
+            if self.announcer.confirms_apply and self.frr_state is not None:
+                after = self.frr_state  # every batch was committed whole
+            else:
+                after = self.announcer.read()
         except DriverError as exc:
             self.failure(exc)
             return False

@@ -365,6 +365,8 @@ class PhaseResult:
     # NLRIs the upstream received for each single change on a host announcing N
     held_nlri: dict[int, list[int]] = field(default_factory=dict)
     held_rss_mb: dict[int, float | None] = field(default_factory=dict)
+    # CPU ms each process spent per single change there (the timed loop's total / changes)
+    held_cpu_ms: dict[int, dict[str, float]] = field(default_factory=dict)
     # the OSPF host: "ospf" (OSPFv2, IPv4) and "ospf6" (OSPFv3, IPv6)
     ospf_announce_ms: dict[str, list[float]] = field(default_factory=dict)
     ospf_withdraw_ms: dict[str, list[float]] = field(default_factory=dict)
@@ -395,6 +397,7 @@ class PhaseResult:
             "held_withdraw_samples_ms": samples(self.held_withdraw_ms),
             "held_nlri_per_change": {str(k): v for k, v in self.held_nlri.items()},
             "held_rss_mb": {str(k): v for k, v in self.held_rss_mb.items()},
+            "held_cpu_ms_per_change": {str(k): v for k, v in self.held_cpu_ms.items()},
             "ospf_announce_ms": keyed(self.ospf_announce_ms),
             "ospf_withdraw_ms": keyed(self.ospf_withdraw_ms),
             "ospf_announce_samples_ms": samples(self.ospf_announce_ms),
@@ -581,6 +584,8 @@ def measure_held(
     per_change = result.held_nlri.setdefault(count, []) if nlri else []
     if nlri:
         nlri.start()
+    pids = bench.pids()
+    before = cpu_seconds(pids)
     try:
         for i in range(samples):
             (prefix,) = addresses(offset + 60000 + i, 1)
@@ -598,6 +603,11 @@ def measure_held(
             time.sleep(bench.settle)  # a storm a timer sends later is counted too
             if per_change:
                 per_change[-1] += nlri.count()
+        after = cpu_seconds(pids)
+        result.held_cpu_ms[count] = {
+            k: round((after[k] - before[k]) * 1000 / (2 * samples), 1)
+            for k in sorted(after.keys() & before.keys())
+        }
     finally:
         if nlri:
             nlri.stop()
@@ -752,6 +762,11 @@ def cpu_cell(summary: dict[str, Any], count: str) -> str:
     return " ".join(f"{n}={v:.2f}" for n, v in medians.items()) or "-"
 
 
+def held_cpu_cell(summary: dict[str, Any], count: str) -> str:
+    per = summary.get("held_cpu_ms_per_change", {}).get(count) or {}
+    return " ".join(f"{n}={v:g}" for n, v in per.items()) or "-"
+
+
 def format_table(results: list[PhaseResult]) -> str:
     """One row per figure, one column per phase: the value and its ratio to native."""
     summaries = [r.summary() for r in results]
@@ -784,6 +799,8 @@ def format_table(results: list[PhaseResult]) -> str:
     )
     for k in native["bulk_cpu_s"]:
         rows.append((f"CPU s per {k} run (median)", *[cpu_cell(s, k) for s in summaries]))
+    for k in native["held_announce_ms"]:
+        rows.append((f"CPU ms per change on {k}", *[held_cpu_cell(s, k) for s in summaries]))
     rows.append(("bgpd restart, all back s", *[str(s["recovery_s"] or "-") for s in summaries]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
@@ -887,7 +904,7 @@ def run_bench(
 
         def frr() -> dict[str, int]:
             up = frr_pids(lab.nsdir("upstream"), ("bgpd",))
-            return {**frr_pids(lab.nsdir(BENCH_HOST), ("bgpd", "zebra")),
+            return {**frr_pids(lab.nsdir(BENCH_HOST), ("bgpd", "zebra", "staticd")),
                     **{f"upstream-{k}": v for k, v in up.items()}, **peer}  # fmt: skip
 
         bench = Bench(record, writer, progress, pids=frr)

@@ -205,6 +205,29 @@ def test_batches_are_verified_once_per_burst(rec: Reconciler) -> None:
     assert rec.verify() and drv.reads == reads + 1 and rec.unverified_since is None
 
 
+def test_a_driver_that_confirms_its_commits_is_not_read_back(rec: Reconciler) -> None:
+    drv = fake(rec)
+    drv.confirms_apply = True
+    assert rec.reconcile()
+    reads = drv.reads
+    lost = drv.apply
+
+    def lossy(plan: Plan) -> None:  # someone else's edit undoes the batch later
+        lost(plan)
+        drv.state.clear()
+
+    drv.apply = lossy  # type: ignore[method-assign]
+    rec.new_snapshot(snap(("192.0.2.30/32", "cloudbr0"), ("192.0.2.31/32", "cloudbr0")))
+    assert rec.reconcile() and rec.unverified_since is not None
+    assert rec.verify() and drv.reads == reads  # the commit answered OK: no read
+    assert rec.unverified_since is None and status_of(rec).frr_state_verified
+    # the periodic check still reads FRR and repairs what the read-back would have
+    drv.apply = lost  # type: ignore[method-assign]
+    rec.timed(rec.next_verify)
+    assert rec.pending and rec.reconcile() and drv.reads == reads + 1
+    assert drv.state == {P("192.0.2.30/32"): False, P("192.0.2.31/32"): False}
+
+
 def test_unexpected_exception_does_not_end_the_loop(rec: Reconciler) -> None:
     fake(rec).fail = [RuntimeError("bug")]
     assert not rec.reconcile()
