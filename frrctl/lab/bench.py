@@ -763,7 +763,7 @@ def cpu_cell(summary: dict[str, Any], count: str) -> str:
 
 
 def held_cpu_cell(summary: dict[str, Any], count: str) -> str:
-    per = summary.get("held_cpu_ms_per_change", {}).get(count) or {}
+    per = summary["held_cpu_ms_per_change"].get(count) or {}
     return " ".join(f"{n}={v:g}" for n, v in per.items()) or "-"
 
 

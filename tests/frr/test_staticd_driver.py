@@ -8,10 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from frrctl.frr.base import FrrUnavailable, RetryPolicy
+from frrctl.frr.base import DriverError, FrrUnavailable, RetryPolicy
 from frrctl.frr.netns import NetnsPortForwarder
-from frrctl.frr.staticd import StaticdDriver, StaticLayout
-from frrctl.policy import STATIC_MIN_METRIC, Code, KernelRoute, PolicyConfig, decide, parse_prefix
+from frrctl.frr.staticd import StaticdDriver, StaticEdit, StaticLayout, build_edit
+from frrctl.policy import (
+    STATIC_MIN_METRIC,
+    Code,
+    KernelRoute,
+    Plan,
+    PolicyConfig,
+    decide,
+    parse_prefix,
+)
 from frrctl.pools import Pools
 
 from .conftest import GRPC_PORT, Fabric, grpc_install, host_bgpd_config, make_fabric, needs_grpc_frr
@@ -174,6 +182,27 @@ def test_check_table_sees_what_bgpd_originates(fabric: Fabric, driver: StaticdDr
     assert driver.read() == {P("192.0.2.80/32"): False}
     fabric.wait_upstream(lambda got: "192.0.2.80/32" in got, timeout=5)
     fabric.del_route("192.0.2.80/32")
+
+
+def test_a_refused_batch_raises_and_leaves_running_unchanged(
+    fabric: Fabric, driver: StaticdDriver
+) -> None:
+    """What `confirms_apply` rests on: apply() returning means staticd holds the
+    whole batch, because a batch it refuses raises and none of it is committed."""
+    assert driver.confirms_apply
+    plug(fabric, "192.0.2.61/32", "192.0.2.62/32")
+    driver.reconcile({P("192.0.2.61/32"): False})
+    before = driver.read()
+    good = build_edit(LAYOUT, Plan(announce=((P("192.0.2.62/32"), False),)))
+    bad = StaticEdit((*good.update, (LAYOUT.tag_xpath(P("192.0.2.62/32")), "no-tag")))
+    with pytest.raises(DriverError) as refused:
+        driver.commit(bad)
+    assert not isinstance(refused.value, FrrUnavailable)  # an answer, not worth retrying
+    assert driver.read() == before  # the valid half of the batch is not there either
+    time.sleep(1)
+    assert "192.0.2.62/32" not in fabric.upstream_prefixes()
+    fabric.del_route("192.0.2.61/32")
+    fabric.del_route("192.0.2.62/32")
 
 
 def test_staticd_restart(fabric: Fabric, driver: StaticdDriver) -> None:

@@ -30,3 +30,16 @@ def test_table_shows_median_cpu_per_process() -> None:
     table = format_table([native, daemon])
     (line,) = [x for x in table.splitlines() if x.startswith("CPU s per 10000 run (median)")]
     assert "bgpd=0.20 ip=0.20" in line and "bgpd=0.20 frrctl=0.30" in line
+
+
+def test_table_shows_cpu_per_change_on_a_held_host() -> None:
+    native = PhaseResult("native", held_announce_ms={10000: [112.0]})
+    native.held_cpu_ms = {10000: {"bgpd": 1.5, "staticd": 0.0}}
+    daemon = PhaseResult("daemon-grpc", held_announce_ms={10000: [790.0]})
+    daemon.held_cpu_ms = {10000: {"frrctl": 27.5, "staticd": 832.0}}
+    silent = PhaseResult("daemon-vtysh", held_announce_ms={10000: [110.0]})  # the loop failed
+    table = format_table([native, daemon, silent])
+    (line,) = [x for x in table.splitlines() if x.startswith("CPU ms per change on 10000")]
+    assert line.split()[-3:] == ["frrctl=27.5", "staticd=832", "-"]
+    assert "bgpd=1.5 staticd=0" in line
+    assert native.summary()["held_cpu_ms_per_change"] == {"10000": {"bgpd": 1.5, "staticd": 0.0}}
