@@ -12,9 +12,10 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from frrctl.frr.base import DriverError, FrrUnavailable
 
@@ -41,8 +42,10 @@ def read_pause(awaited: int, per_command: float = 10e-6) -> float:
     return min(_PAUSE_MAX, awaited * per_command)
 
 
-@dataclass(frozen=True)
-class VtyReply:
+class VtyReply(NamedTuple):
+    """One command's answer. A NamedTuple: a 10,000-command batch makes 10,000
+    of these, and a frozen dataclass costs ~3x as much to build."""
+
     command: str
     status: int
     output: str
@@ -50,6 +53,10 @@ class VtyReply:
     @property
     def ok(self) -> bool:
         return self.status == CMD_SUCCESS
+
+
+# A VtyReply from a 3-tuple in C (NamedTuple's constructor is Python code)
+_reply: Callable[[tuple[str, int, str]], VtyReply] = partial(tuple.__new__, VtyReply)
 
 
 class VtyClient:
@@ -188,11 +195,11 @@ class VtyClient:
     @staticmethod
     def _split(buf: bytearray, commands: Sequence[str], replies: list[VtyReply]) -> None:
         # Output text never contains NUL, so the first NUL starts a terminator.
-        while True:
-            end = buf.find(_TERMINATOR)
-            if end < 0 or len(buf) < end + 4:
-                return
-            status = buf[end + 3]
-            text = bytes(buf[:end]).decode(errors="replace")
-            replies.append(VtyReply(commands[len(replies)], status, text))
-            del buf[: end + 4]
+        # One pass over the buffer, one cut at the end: most answers are empty.
+        data = bytes(buf)
+        pos, size, find = 0, len(data), data.find
+        while (end := find(_TERMINATOR, pos)) >= 0 and end + 4 <= size:
+            text = data[pos:end].decode(errors="replace") if end > pos else ""
+            replies.append(_reply((commands[len(replies)], data[end + 3], text)))
+            pos = end + 4
+        del buf[:pos]

@@ -184,6 +184,8 @@ def test_dump_that_never_settles_raises(monkeypatch: pytest.MonkeyPatch) -> None
     "attrs",
     [
         [("RTA_DST", "192.0.2.30"), ("RTA_OIF", 2), ("RTA_TABLE", 254)],
+        # the kernel's own order for `ip route add A/32 dev D`: decode_route_event's fast path
+        [("RTA_TABLE", 254), ("RTA_DST", "192.0.2.30"), ("RTA_OIF", 2)],
         [
             ("RTA_DST", "2001:db8:100::80"),
             ("RTA_OIF", 7),
@@ -198,7 +200,7 @@ def test_fast_route_parser_matches_pyroute2(attrs: list[tuple[str, Any]]) -> Non
 
     from frrctl.watch import decode_route_event, parse_route, route_event
 
-    v6 = ":" in attrs[0][1]
+    v6 = any(":" in str(value) for _, value in attrs)
     msg = rtmsg()
     msg["family"] = 10 if v6 else 2
     msg["dst_len"] = 128 if v6 else 32
@@ -301,3 +303,40 @@ def test_audit_filter_keeps_exactly_what_the_view_keeps() -> None:
         assert (key is not None) == bool(v.routes), msg
         if key is not None:
             assert set(v.routes) == {key}
+
+
+def test_host_route_fast_path_decodes_as_the_general_one() -> None:
+    """decode_route_event unpacks a 52-byte IPv4 host route in one go; on every
+    field value, and on look-alikes of that size, it must give what parse_route
+    gives (which reads attribute by attribute)."""
+    import random
+    import struct
+
+    from frrctl.watch import _HOST4, RTM_DELROUTE, decode_route_event, parse_route, route_event
+
+    rng = random.Random(7)
+    fast = 0
+    for _ in range(2000):
+        kind = rng.choice((RTM_NEWROUTE, RTM_DELROUTE))
+        attrs = [(8, 15, rng.choice((0, 254, 100))), (8, 1, rng.getrandbits(32)),
+                 (8, 4, rng.getrandbits(32))]  # fmt: skip
+        if rng.random() < 0.3:  # another attribute (metric, gateway) or another order
+            attrs[rng.randrange(3)] = (8, rng.choice((5, 6)), rng.getrandbits(32))
+        if rng.random() < 0.1:
+            rng.shuffle(attrs)
+        family = 2
+        body = struct.pack(
+            "=BBBBBBBBI", family, rng.choice((32, 24, 0)), 0, rng.choice((0, 4)),
+            rng.choice((254, 0, 255)), rng.choice((3, 4, 186)), 0, rng.choice((1, 6)),
+            rng.choice((0, 0x200)),
+        )  # fmt: skip
+        for alen, atype, value in attrs:
+            raw = value.to_bytes(4, "big") if atype in (1, 5) else struct.pack("=I", value)
+            body += struct.pack("=HH", alen, atype) + raw
+        flags = rng.choice((0, 0x100, 0x600))
+        data = struct.pack("=IHHII", 16 + len(body), kind, flags, 9, 0) + body
+        assert len(data) == _HOST4.size
+        fast += [a[1] for a in attrs] == [15, 1, 4]
+        general = route_event(parse_route(data, 0, len(data)))
+        assert decode_route_event(data, 0, len(data)) == general
+    assert fast > 1000  # the fast path was taken, and so was the loop
