@@ -208,14 +208,10 @@ def route_event(msg: Any) -> RouteEvent:
 def decode_route_event(data: bytes | memoryview, offset: int, length: int) -> RouteEvent:
     """parse_route + route_event in one step, for the event stream: a burst of
     10,000 routes pays for no intermediate message objects."""
-    if length == _HOST4.size:
-        f = _HOST4.unpack_from(data, offset)
-        if _host4_layout(f) == _HOST4_LAYOUT:  # `ip route add A/32 dev D`, as the kernel sends it
-            return _route_event((
-                f[0] == RTM_NEWROUTE, bool(f[1] & NLM_F_REPLACE), f[2],
-                int.from_bytes(f[14], "big"), f[3], f[4], f[11] or f[5], f[6], f[7],
-                bool(f[8] & RTM_F_CLONED), f[17], 0, False, None,
-            ))  # fmt: skip
+    if length in _HOST4:
+        event = _host4(data, offset, length)
+        if event is not None:
+            return event
     _, kind, nlflags, _, _ = _NLMSGHDR.unpack_from(data, offset)
     family, dst_len, _, tos, table, proto, _, rtype, rflags = _RTMSG.unpack_from(data, offset + 16)
     dst = gateway = None
@@ -253,15 +249,37 @@ def decode_route_event(data: bytes | memoryview, offset: int, length: int) -> Ro
 
 # A RouteEvent from a 14-tuple in C (see _kernel_route)
 _route_event: Callable[[tuple[Any, ...]], RouteEvent] = functools.partial(tuple.__new__, RouteEvent)
-# The whole of an IPv4 host route as the kernel announces one with no gateway
-# and no metric (52 bytes: RTA_TABLE, RTA_DST, RTA_OIF), in one unpack: a
-# burst of 10,000 VM routes is all of these. Anything else takes the loop.
+# An IPv4 host route as the kernel announces one with no gateway, in one
+# unpack: a burst of 10,000 VM routes is all of these. Without a metric it is
+# 52 bytes (RTA_TABLE, RTA_DST, RTA_OIF), with one (`frrctl instance plug`
+# sets it) 60 (RTA_PRIORITY before RTA_OIF). Anything else takes the loop.
 # Fields: 0 kind, 1 flags, 2 family, 3 dst_len, 4 tos, 5 table, 6 proto,
-# 7 type, 8 rtm flags, then per attribute its length, type and value
-# (9-11 RTA_TABLE, 12-14 RTA_DST as 4 bytes, 15-17 RTA_OIF).
-_HOST4 = struct.Struct("=4xHH8xBBxBBBxBIHHIHH4sHHI")
-_host4_layout = operator.itemgetter(2, 9, 10, 12, 13, 15, 16)
-_HOST4_LAYOUT = (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_OIF)
+# 7 type, 8 rtm flags, then per attribute its length, type and value (9-11
+# RTA_TABLE, 12-14 RTA_DST as 4 bytes, 15-17 RTA_OIF or RTA_PRIORITY, 18-20
+# RTA_OIF).
+_HOST4_HEAD = "=4xHH8xBBxBBBxBIHHIHH4s"
+_Layout = Callable[[tuple[Any, ...]], tuple[int, ...]]
+_HOST4: dict[int, tuple[struct.Struct, _Layout, tuple[int, ...]]] = {
+    52: (struct.Struct(_HOST4_HEAD + "HHI"),
+         operator.itemgetter(2, 9, 10, 12, 13, 15, 16),
+         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_OIF)),
+    60: (struct.Struct(_HOST4_HEAD + "HHIHHI"),
+         operator.itemgetter(2, 9, 10, 12, 13, 15, 16, 18, 19),
+         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_OIF)),
+}  # fmt: skip
+
+
+def _host4(data: bytes | memoryview, offset: int, length: int) -> RouteEvent | None:
+    """decode_route_event for the layouts in _HOST4 (None: not one of them)."""
+    shape, layout, expected = _HOST4[length]
+    f = shape.unpack_from(data, offset)
+    if layout(f) != expected:
+        return None
+    metric, oif = (0, f[17]) if length == 52 else (f[17], f[20])
+    return _route_event((
+        f[0] == RTM_NEWROUTE, bool(f[1] & NLM_F_REPLACE), f[2], int.from_bytes(f[14], "big"),
+        f[3], f[4], f[11] or f[5], f[6], f[7], bool(f[8] & RTM_F_CLONED), oif, metric, False, None,
+    ))  # fmt: skip
 
 
 _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
