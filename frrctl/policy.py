@@ -481,8 +481,7 @@ def canonical_of(version: int, value: int, length: int) -> IPNetwork:
     """`canonical` of the network `value`/`length` (host bits clear), made only
     if no live object is equal: a withdrawal burst makes none."""
     key = (version, value, length)
-    ref = _CANONICAL.get(key)
-    found = None if ref is None else ref()
+    found = _live(key)
     if found is None:
         found = network_from_int(version, value, length)
         if int(found.network_address) != value:  # host bits were set: key it as canonical does

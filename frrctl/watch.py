@@ -259,23 +259,25 @@ _route_event: Callable[[tuple[Any, ...]], RouteEvent] = functools.partial(tuple.
 # RTA_OIF).
 _HOST4_HEAD = "=4xHH8xBBxBBBxBIHHIHH4s"
 _Layout = Callable[[tuple[Any, ...]], tuple[int, ...]]
-_HOST4: dict[int, tuple[struct.Struct, _Layout, tuple[int, ...]]] = {
+# length -> (its struct, its layout fields, their expected values, where its
+# metric is (None: no metric, 0), where its output interface is)
+_HOST4: dict[int, tuple[struct.Struct, _Layout, tuple[int, ...], int | None, int]] = {
     52: (struct.Struct(_HOST4_HEAD + "HHI"),
          operator.itemgetter(2, 9, 10, 12, 13, 15, 16),
-         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_OIF)),
+         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_OIF), None, 17),
     60: (struct.Struct(_HOST4_HEAD + "HHIHHI"),
          operator.itemgetter(2, 9, 10, 12, 13, 15, 16, 18, 19),
-         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_OIF)),
+         (_AF_INET, 8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_OIF), 17, 20),
 }  # fmt: skip
 
 
 def _host4(data: bytes | memoryview, offset: int, length: int) -> RouteEvent | None:
     """decode_route_event for the layouts in _HOST4 (None: not one of them)."""
-    shape, layout, expected = _HOST4[length]
+    shape, layout, expected, metric_at, oif_at = _HOST4[length]
     f = shape.unpack_from(data, offset)
     if layout(f) != expected:
         return None
-    metric, oif = (0, f[17]) if length == 52 else (f[17], f[20])
+    metric, oif = 0 if metric_at is None else f[metric_at], f[oif_at]
     return _route_event((
         f[0] == RTM_NEWROUTE, bool(f[1] & NLM_F_REPLACE), f[2], int.from_bytes(f[14], "big"),
         f[3], f[4], f[11] or f[5], f[6], f[7], bool(f[8] & RTM_F_CLONED), oif, metric, False, None,

@@ -312,7 +312,7 @@ def test_host_route_fast_path_decodes_as_the_general_one() -> None:
     import random
     import struct
 
-    from frrctl.watch import RTM_DELROUTE, decode_route_event, parse_route, route_event
+    from frrctl.watch import RTM_DELROUTE, _host4, decode_route_event, parse_route, route_event
 
     rng = random.Random(7)
     fast = {3: 0, 4: 0}
@@ -337,8 +337,10 @@ def test_host_route_fast_path_decodes_as_the_general_one() -> None:
         flags = rng.choice((0, 0x100, 0x600))
         data = struct.pack("=IHHII", 16 + len(body), kind, flags, 9, 0) + body
         types = [t for t, _ in attrs]
-        if types in ([15, 1, 4], [15, 1, 6, 4]):
-            fast[len(types)] += 1
+        # the fast path takes exactly the kernel's two layouts, nothing else
+        layout = types in ([15, 1, 4], [15, 1, 6, 4])
+        assert (_host4(data, 0, len(data)) is not None) == layout, types
+        fast[len(types)] += layout
         general = route_event(parse_route(data, 0, len(data)))
         assert decode_route_event(data, 0, len(data)) == general
-    assert min(fast.values()) > 1000  # both fast layouts were taken, and so was the loop
+    assert min(fast.values()) > 1000  # both fast layouts were met, and so were look-alikes
